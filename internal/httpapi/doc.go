@@ -1,0 +1,5 @@
+// Package httpapi is what every p2sp HTTP server shares: handlers that
+// return errors (one place turns an error into a status and a body), the
+// /healthz and /readyz probes, and serving a handler on a listener until a
+// context ends, with a graceful shutdown.
+package httpapi

@@ -1,0 +1,132 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+)
+
+// Error is an error that carries the HTTP status to answer with.
+type Error struct {
+	Status int
+	Err    error
+}
+
+func (e *Error) Error() string { return e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf returns an *Error with the given status and a formatted message;
+// %w wraps as in fmt.Errorf.
+func Errorf(status int, format string, args ...any) error {
+	return &Error{Status: status, Err: fmt.Errorf(format, args...)}
+}
+
+// StatusOf returns the status an error should be answered with: its own if
+// it is (or wraps) an *Error, 500 otherwise.
+func StatusOf(err error) int {
+	var he *Error
+	if errors.As(err, &he) {
+		return he.Status
+	}
+	return http.StatusInternalServerError
+}
+
+// Handle adapts a handler that returns an error. A returned error is
+// answered as JSON {"error": "..."} with StatusOf(err), unless the handler
+// already started the response; 5xx errors are logged.
+func Handle(fn func(*gin.Context) error) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		err := fn(c)
+		if err == nil {
+			return
+		}
+		status := StatusOf(err)
+		if status >= 500 {
+			slog.Error("request failed", "method", c.Request.Method, "path", c.Request.URL.Path, "err", err)
+		}
+		if c.Writer.Written() {
+			return
+		}
+		c.AbortWithStatusJSON(status, gin.H{"error": err.Error()})
+	}
+}
+
+// NewEngine returns a gin engine with no default middleware but panic
+// recovery, in release mode: logging is ours, through slog.
+func NewEngine() *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.Use(gin.Recovery())
+	return e
+}
+
+// Health answers the Kubernetes probes: /healthz while the process runs,
+// /readyz only while Ready reports nil.
+type Health struct {
+	ready atomic.Pointer[func() error]
+}
+
+// SetReady installs the readiness check.
+func (h *Health) SetReady(check func() error) { h.ready.Store(&check) }
+
+// Register adds /healthz and /readyz to the engine.
+func (h *Health) Register(e *gin.Engine) {
+	e.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok\n") })
+	e.GET("/readyz", func(c *gin.Context) {
+		check := h.ready.Load()
+		if check == nil {
+			c.String(http.StatusServiceUnavailable, "starting\n")
+			return
+		}
+		if err := (*check)(); err != nil {
+			c.String(http.StatusServiceUnavailable, "not ready: %v\n", err)
+			return
+		}
+		c.String(http.StatusOK, "ready\n")
+	})
+}
+
+// Serve serves h on ln until ctx ends, then shuts down gracefully, giving
+// in-flight requests up to five seconds.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		srv.Close()
+	}
+	<-errc
+	return nil
+}
+
+// Listen opens a TCP listener on addr ("127.0.0.1:0" picks a free port).
+func Listen(ctx context.Context, addr string) (net.Listener, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// URL is the http:// base URL of a listener.
+func URL(ln net.Listener) string { return "http://" + ln.Addr().String() }
