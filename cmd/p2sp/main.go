@@ -1,0 +1,127 @@
+// Command p2sp runs one role of the p2sp system: the origin, the tracker,
+// the proxy, or all of them together as a demo.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/p2sp/p2sp/demo"
+	"github.com/p2sp/p2sp/origin"
+	"github.com/p2sp/p2sp/proxy"
+	"github.com/p2sp/p2sp/tracker"
+)
+
+const usage = `p2sp: peer-to-server-and-peer media delivery
+
+Usage:
+  p2sp demo      [flags]   tracker + origin + two proxies over sample media
+  p2sp origin    [flags]   the media web server
+  p2sp tracker   [flags]   the file-info server and BitTorrent tracker
+  p2sp proxy     [flags]   the localhost sidecar players talk to
+
+Run 'p2sp COMMAND --help' for a command's flags. The origin and the tracker
+read their shared secret from the P2SP_TOKEN environment variable.
+`
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "p2sp:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	fs := flag.NewFlagSet("p2sp "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	var start func() error
+	switch args[0] {
+	case "origin":
+		var cfg origin.Config
+		fs.StringVar(&cfg.Media, "media", "", "directory of media to serve (required)")
+		fs.StringVar(&cfg.Listen, "listen", ":8080", "HTTP listen address")
+		fs.StringVar(&cfg.TrackerURL, "tracker", "", "tracker base URL to register files with")
+		fs.StringVar(&cfg.PublicURL, "public-url", "", "base URL proxies reach this origin at (default: http://LISTEN)")
+		fs.Int64Var(&cfg.RateLimit, "rate-limit", 0, "cap on total egress in bytes per second (0: none)")
+		fs.DurationVar(&cfg.ScanInterval, "scan-interval", 2*time.Second, "how often the media directory is rescanned")
+		start = func() error { cfg.Token = os.Getenv("P2SP_TOKEN"); return origin.Run(ctx, cfg) }
+	case "tracker":
+		var cfg tracker.Config
+		fs.StringVar(&cfg.Listen, "listen", ":7070", "HTTP listen address")
+		fs.StringVar(&cfg.DataDir, "data-dir", "", "directory for the registry (required)")
+		fs.StringVar(&cfg.PublicURL, "public-url", "", "base URL written into .torrent files (default: from the request)")
+		fs.DurationVar(&cfg.AnnounceInterval, "announce-interval", 30*time.Second, "interval told to BitTorrent clients")
+		start = func() error { cfg.Token = os.Getenv("P2SP_TOKEN"); return tracker.Run(ctx, cfg) }
+	case "proxy":
+		var cfg proxy.Config
+		var size string
+		fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8090", "players' HTTP listen address (loopback by default)")
+		fs.StringVar(&cfg.TrackerURL, "tracker", "", "tracker base URL (required)")
+		fs.StringVar(&cfg.OriginURL, "origin", "", "origin base URL, the only one media is fetched from (required)")
+		fs.StringVar(&cfg.CacheDir, "cache-dir", "", "cache directory (required)")
+		fs.StringVar(&size, "cache-size", "1GiB", "cache size, e.g. 500MB, 1GiB")
+		fs.StringVar(&cfg.BTListen, "bt-listen", ":0", "BitTorrent listen address (port 0: a free one)")
+		start = func() error {
+			var err error
+			if cfg.CacheSize, err = proxy.ParseSize(size); err != nil {
+				return fmt.Errorf("--cache-size: %w", err)
+			}
+			return proxy.Run(ctx, cfg)
+		}
+	case "demo":
+		var cfg demo.Config
+		fs.IntVar(&cfg.Proxies, "proxies", 2, "how many proxies to start")
+		fs.Int64Var(&cfg.RateLimit, "rate-limit", 0, "origin egress cap in bytes per second (0: none)")
+		fs.StringVar(&cfg.Media, "media", "", "media directory (default: the embedded sample)")
+		start = func() error { return runDemo(ctx, cfg, stdout) }
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})))
+	return start()
+}
+
+func runDemo(ctx context.Context, cfg demo.Config, stdout io.Writer) error {
+	c, err := demo.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	fmt.Fprintf(stdout, "\np2sp demo is running (Ctrl-C to stop)\n\n")
+	fmt.Fprintf(stdout, "  tracker  %s/v1/files\n", c.Tracker.URL)
+	fmt.Fprintf(stdout, "  origin   %s/v1/catalog\n", c.Origin.URL)
+	for _, p := range c.Proxies {
+		fmt.Fprintf(stdout, "  %-8s %s/v1/status\n", p.Name, p.URL)
+	}
+	if len(c.Proxies) > 0 {
+		fmt.Fprintf(stdout, "\nOpen in a player or browser:\n\n  %s/stream/%s\n\n", c.Proxies[0].URL, demo.SampleName)
+	}
+	<-ctx.Done()
+	return nil
+}

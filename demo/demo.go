@@ -1,0 +1,236 @@
+package demo
+
+import (
+	"context"
+	"crypto/rand"
+	_ "embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/p2sp/p2sp/internal/httpapi"
+	"github.com/p2sp/p2sp/metrics"
+	"github.com/p2sp/p2sp/origin"
+	"github.com/p2sp/p2sp/proxy"
+	"github.com/p2sp/p2sp/tracker"
+)
+
+// SampleName is the sample video's path on the demo origin.
+const SampleName = "sample.mp4"
+
+//go:embed media/sample.mp4
+var sampleMP4 []byte
+
+// Config says what to run.
+type Config struct {
+	// Dir holds media, the tracker's data and the proxies' caches; "" makes
+	// a temporary one that Close removes.
+	Dir string
+	// Media is the media directory; "" writes the sample media into Dir.
+	Media string
+	// Proxies is how many proxies to start.
+	Proxies int
+	// RateLimit caps the origin's egress in bytes per second (0: none).
+	RateLimit int64
+	// CacheSize is each proxy's cache size (0: 1 GiB).
+	CacheSize int64
+	// AnnounceInterval is the tracker's (0: its default).
+	AnnounceInterval time.Duration
+	// ScanInterval is the origin's media scan period (0: its default).
+	ScanInterval time.Duration
+	Logger       *slog.Logger
+}
+
+// Cluster is a running system.
+type Cluster struct {
+	Token   string
+	Dir     string
+	Media   string
+	Tracker *Service
+	Origin  *Service
+	Proxies []*Service
+	tempDir bool
+}
+
+// Service is one running component.
+type Service struct {
+	Name string
+	// URL is the service's base URL; it keeps its address across restarts.
+	URL string
+	// Registry holds the component's metrics (renewed on restart).
+	Registry *prometheus.Registry
+	// Proxy is set for proxies.
+	Proxy *proxy.Server
+
+	addr  string
+	start func(ctx context.Context, s *Service, ln net.Listener) (stop func() error, err error)
+	mu    sync.Mutex
+	stop  func() error
+}
+
+// Start runs a tracker, an origin and cfg.Proxies proxies.
+func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
+	c := &Cluster{Dir: cfg.Dir, Media: cfg.Media}
+	if c.Dir == "" {
+		if c.Dir, err = os.MkdirTemp("", "p2sp-demo-"); err != nil {
+			return nil, fmt.Errorf("demo dir: %w", err)
+		}
+		c.tempDir = true
+	}
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
+	if c.Media == "" {
+		c.Media = filepath.Join(c.Dir, "media")
+		if err := os.MkdirAll(c.Media, 0o755); err != nil {
+			return nil, fmt.Errorf("demo media: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(c.Media, SampleName), sampleMP4, 0o644); err != nil {
+			return nil, fmt.Errorf("demo media: %w", err)
+		}
+	}
+	tok := make([]byte, 16)
+	rand.Read(tok)
+	c.Token = hex.EncodeToString(tok)
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+
+	c.Tracker = &Service{Name: "tracker", start: func(ctx context.Context, s *Service, ln net.Listener) (func() error, error) {
+		tr, err := tracker.New(ctx, tracker.Config{
+			DataDir: filepath.Join(c.Dir, "tracker"), Token: c.Token, PublicURL: httpapi.URL(ln),
+			AnnounceInterval: cfg.AnnounceInterval, Registry: s.Registry, Logger: log.With("component", "tracker"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		return serve(ctx, ln, tr.Serve, tr.Close), nil
+	}}
+	if err := c.Tracker.Start(ctx); err != nil {
+		return nil, err
+	}
+	c.Origin = &Service{Name: "origin", start: func(ctx context.Context, s *Service, ln net.Listener) (func() error, error) {
+		o, err := origin.New(origin.Config{
+			Media: c.Media, TrackerURL: c.Tracker.URL, PublicURL: httpapi.URL(ln), Token: c.Token,
+			RateLimit: cfg.RateLimit, ScanInterval: cfg.ScanInterval, Registry: s.Registry,
+			Logger: log.With("component", "origin"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		return serve(ctx, ln, o.Serve, o.Close), nil
+	}}
+	if err := c.Origin.Start(ctx); err != nil {
+		return nil, err
+	}
+	for i := range cfg.Proxies {
+		if _, err := c.AddProxy(ctx, cfg.CacheSize, log.With("component", "proxy"+strconv.Itoa(i+1))); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// AddProxy starts one more proxy with its own cache directory.
+func (c *Cluster) AddProxy(ctx context.Context, cacheSize int64, log *slog.Logger) (*Service, error) {
+	name := "proxy" + strconv.Itoa(len(c.Proxies)+1)
+	cacheDir := filepath.Join(c.Dir, name)
+	btAddr := "127.0.0.1:0"
+	s := &Service{Name: name, start: func(ctx context.Context, s *Service, ln net.Listener) (func() error, error) {
+		p, err := proxy.New(proxy.Config{
+			TrackerURL: c.Tracker.URL, OriginURL: c.Origin.URL, CacheDir: cacheDir, CacheSize: cacheSize,
+			BTListen: btAddr, Registry: s.Registry, Logger: log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		// A restarted proxy keeps its BitTorrent port, as a real one would.
+		btAddr = "127.0.0.1:" + strconv.Itoa(p.BTPort())
+		s.Proxy = p
+		return serve(ctx, ln, p.Serve, p.Close), nil
+	}}
+	if err := s.Start(ctx); err != nil {
+		return nil, err
+	}
+	c.Proxies = append(c.Proxies, s)
+	return s, nil
+}
+
+// serve runs a component's Serve in a goroutine; the returned stop ends it
+// and closes the component.
+func serve(ctx context.Context, ln net.Listener, run func(context.Context, net.Listener) error, closeFn func() error) func() error {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, ln) }()
+	return func() error {
+		cancel()
+		return errors.Join(<-done, closeFn())
+	}
+}
+
+// Start starts (or restarts) the service on its address.
+func (s *Service) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stop != nil {
+		return fmt.Errorf("%s already running", s.Name)
+	}
+	addr := s.addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := httpapi.Listen(ctx, addr)
+	if err != nil {
+		return fmt.Errorf("start %s: %w", s.Name, err)
+	}
+	s.addr, s.URL = ln.Addr().String(), httpapi.URL(ln)
+	s.Registry = metrics.NewRegistry()
+	stop, err := s.start(ctx, s, ln)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("start %s: %w", s.Name, err)
+	}
+	s.stop = stop
+	return nil
+}
+
+// Stop stops the service; Start brings it back on the same address.
+func (s *Service) Stop() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stop == nil {
+		return nil
+	}
+	err := s.stop()
+	s.stop = nil
+	return err
+}
+
+// Close stops everything and removes a temporary directory.
+func (c *Cluster) Close() error {
+	var errs []error
+	for _, p := range c.Proxies {
+		errs = append(errs, p.Stop())
+	}
+	for _, s := range []*Service{c.Origin, c.Tracker} {
+		if s != nil {
+			errs = append(errs, s.Stop())
+		}
+	}
+	if c.tempDir {
+		errs = append(errs, os.RemoveAll(c.Dir))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,191 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/p2sp/p2sp/demo"
+	"github.com/p2sp/p2sp/internal/fileinfo"
+)
+
+// start runs a cluster for the test and stops it at the end.
+func start(t *testing.T, cfg demo.Config) *demo.Cluster {
+	t.Helper()
+	if cfg.Dir == "" {
+		cfg.Dir = t.TempDir()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	c, err := demo.Start(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Logf("close cluster: %v", err)
+		}
+	})
+	return c
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(bytes.TrimRight(p, "\n")))
+	return len(p), nil
+}
+
+// writeMedia writes size random bytes as media file name and returns them.
+func writeMedia(t *testing.T, c *demo.Cluster, name string, size int) []byte {
+	t.Helper()
+	data := make([]byte, size)
+	rand.Read(data)
+	p := filepath.Join(c.Media, filepath.FromSlash(name))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Write then rename, so the origin never hashes a half-written file.
+	tmp := filepath.Join(c.Dir, "tmp-"+filepath.Base(p))
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// waitInfo waits until the tracker has info for path whose SHA-256 is sum
+// (any version when sum is empty).
+func waitInfo(t *testing.T, c *demo.Cluster, path, sum string) *fileinfo.Info {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(c.Tracker.URL + "/v1/files/" + fileinfo.EscapePath(path))
+		if err == nil {
+			var fi fileinfo.Info
+			ok := resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&fi) == nil
+			resp.Body.Close()
+			if ok && (sum == "" || fi.SHA256 == sum) {
+				return &fi
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("tracker never registered %s", path)
+	return nil
+}
+
+// get fetches url with an optional Range header.
+func get(t *testing.T, url, rng string) (*http.Response, []byte, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rng != "" {
+		req.Header.Set("Range", rng)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp, body, err
+}
+
+// mustGet is get that fails the test on a transport error or a status
+// other than want.
+func mustGet(t *testing.T, url, rng string, want int) []byte {
+	t.Helper()
+	resp, body, err := get(t, url, rng)
+	if err != nil {
+		t.Fatalf("GET %s (%s): %v", url, rng, err)
+	}
+	if resp.StatusCode != want {
+		t.Fatalf("GET %s (%s): %s, want %d: %s", url, rng, resp.Status, want, body)
+	}
+	return body
+}
+
+func streamURL(p *demo.Service, path string) string {
+	return p.URL + "/stream/" + fileinfo.EscapePath(path)
+}
+
+// proxyStatus is the part of /v1/status the tests read.
+type proxyStatus struct {
+	Files []struct {
+		Path           string  `json:"path"`
+		PeerBytes      int64   `json:"peer_bytes"`
+		OriginBytes    int64   `json:"origin_bytes"`
+		CacheBytes     int64   `json:"cache_bytes"`
+		OriginFetched  int64   `json:"origin_fetched_bytes"`
+		PiecesHeld     int     `json:"pieces_held"`
+		PiecesTotal    int     `json:"pieces_total"`
+		Complete       bool    `json:"complete"`
+		OriginShare    float64 `json:"origin_share"`
+		VerifyFailures int64   `json:"verification_failures"`
+		Error          string  `json:"error"`
+	} `json:"files"`
+	Cache struct {
+		Bytes    int64 `json:"bytes"`
+		Capacity int64 `json:"capacity"`
+		Entries  int   `json:"entries"`
+	} `json:"cache"`
+}
+
+func status(t *testing.T, p *demo.Service) proxyStatus {
+	t.Helper()
+	var st proxyStatus
+	if err := json.Unmarshal(mustGet(t, p.URL+"/v1/status", "", http.StatusOK), &st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// counter reads a counter's value (summed over its series) from a registry.
+func counter(t *testing.T, s *demo.Service, name string) float64 {
+	t.Helper()
+	mfs, err := s.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.Metric {
+			sum += metricValue(m)
+		}
+	}
+	return sum
+}
+
+func metricValue(m *dto.Metric) float64 {
+	switch {
+	case m.Counter != nil:
+		return m.Counter.GetValue()
+	case m.Gauge != nil:
+		return m.Gauge.GetValue()
+	}
+	return 0
+}
+
+func mib(n float64) string { return fmt.Sprintf("%.1f MiB", n/(1<<20)) }

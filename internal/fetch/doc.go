@@ -1,0 +1,6 @@
+// Package fetch makes the proxy's requests to an origin: a HEAD for a file's
+// size and validators, and range GETs that are checked before a byte is
+// used. An origin that ignores Range, answers another range than asked,
+// or serves another version of the file (ETag) is an error, never bytes:
+// a player must never get misaligned or mixed data.
+package fetch

@@ -1,0 +1,141 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/p2sp/p2sp/internal/fileinfo"
+)
+
+// ErrNotFound is returned for a file the origin does not have.
+var ErrNotFound = errors.New("not found on origin")
+
+// ErrChanged is returned when the origin serves a different version of the
+// file than the one asked for, or ignores the range.
+var ErrChanged = errors.New("origin file changed or range ignored")
+
+// Origin is one origin server.
+type Origin struct {
+	// Base is the origin's base URL, "http://host:port".
+	Base   string
+	Client *http.Client
+}
+
+// Meta is what a HEAD tells of a file.
+type Meta struct {
+	Size        int64
+	ETag        string
+	ModTime     time.Time
+	ContentType string
+}
+
+// Head asks the origin for a file's size and validators.
+func (o *Origin) Head(ctx context.Context, path string) (Meta, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, fileinfo.FileURL(o.Base, path), nil)
+	if err != nil {
+		return Meta{}, fmt.Errorf("head %s: %w", path, err)
+	}
+	resp, err := o.Client.Do(req)
+	if err != nil {
+		return Meta{}, fmt.Errorf("head %s: %w", path, err)
+	}
+	resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return Meta{}, fmt.Errorf("head %s: %w", path, ErrNotFound)
+	case resp.StatusCode != http.StatusOK:
+		return Meta{}, fmt.Errorf("head %s: origin answered %s", path, resp.Status)
+	case resp.ContentLength < 0:
+		return Meta{}, fmt.Errorf("head %s: origin sent no Content-Length", path)
+	}
+	m := Meta{Size: resp.ContentLength, ETag: resp.Header.Get("ETag"), ContentType: resp.Header.Get("Content-Type")}
+	if t, err := http.ParseTime(resp.Header.Get("Last-Modified")); err == nil {
+		m.ModTime = t
+	}
+	return m, nil
+}
+
+// Range returns the bytes [off, off+n) of the file's version etag (strong
+// ETag; "" accepts any version). The body is checked to be exactly that:
+// a 206 with the matching Content-Range, or a 200 of the whole file when off
+// is 0 and n the whole size; anything else is ErrChanged. The caller closes
+// the reader; it yields exactly n bytes or an error.
+func (o *Origin) Range(ctx context.Context, path string, off, n, size int64, etag string) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fileinfo.FileURL(o.Base, path), nil)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", path, err)
+	}
+	want := fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, size)
+	req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, off+n-1))
+	if etag != "" && !strings.HasPrefix(etag, "W/") { // a weak tag is not allowed in If-Range
+		req.Header.Set("If-Range", etag)
+	}
+	resp, err := o.Client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("get %s %s: %w", path, want, err)
+	}
+	if err := check(resp, etag, want, off, n, size); err != nil {
+		resp.Body.Close()
+		return nil, fmt.Errorf("get %s %s: %w", path, want, err)
+	}
+	return &exactBody{rc: resp.Body, left: n}, nil
+}
+
+func check(resp *http.Response, etag, want string, off, n, size int64) error {
+	if etag != "" && resp.Header.Get("ETag") != "" && resp.Header.Get("ETag") != etag {
+		return fmt.Errorf("%w: ETag %s, expected %s", ErrChanged, resp.Header.Get("ETag"), etag)
+	}
+	switch resp.StatusCode {
+	case http.StatusPartialContent:
+		if got := resp.Header.Get("Content-Range"); got != want {
+			return fmt.Errorf("%w: Content-Range %q", ErrChanged, got)
+		}
+	case http.StatusOK:
+		if off != 0 || n != size || resp.ContentLength != size {
+			return fmt.Errorf("%w: 200 with %d bytes to a range request", ErrChanged, resp.ContentLength)
+		}
+	case http.StatusNotFound:
+		return ErrNotFound
+	case http.StatusRequestedRangeNotSatisfiable:
+		return fmt.Errorf("%w: 416, the file is shorter now", ErrChanged)
+	default:
+		return fmt.Errorf("origin answered %s", resp.Status)
+	}
+	if cl := resp.Header.Get("Content-Length"); cl != "" && cl != strconv.FormatInt(n, 10) {
+		return fmt.Errorf("%w: Content-Length %s for %d bytes", ErrChanged, cl, n)
+	}
+	return nil
+}
+
+// exactBody turns a body that ends early into an error rather than a
+// short, silent EOF.
+type exactBody struct {
+	rc   io.ReadCloser
+	left int64
+}
+
+func (b *exactBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.rc.Read(p)
+	b.left -= int64(n)
+	if err == io.EOF && b.left > 0 {
+		err = fmt.Errorf("origin body ended %d bytes early: %w", b.left, io.ErrUnexpectedEOF)
+	}
+	if b.left == 0 && err == nil {
+		err = io.EOF
+	}
+	return n, err
+}
+
+func (b *exactBody) Close() error { return b.rc.Close() }

@@ -1,0 +1,193 @@
+package swarm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/metainfo"
+	"github.com/anacrolix/torrent/storage"
+	"github.com/anacrolix/torrent/types"
+
+	"github.com/p2sp/p2sp/internal/fileinfo"
+)
+
+// Config configures the BitTorrent client.
+type Config struct {
+	// Listen is the host:port peers connect to; port 0 picks a free one.
+	Listen string
+	// Storage holds every torrent's pieces.
+	Storage storage.ClientImpl
+	// DataDir is where the library may keep its own files; nothing of ours
+	// goes there.
+	DataDir string
+	// Logger receives the library's warnings and errors.
+	Logger *slog.Logger
+}
+
+// Swarm is a running BitTorrent client.
+type Swarm struct {
+	cl *torrent.Client
+}
+
+// New starts the client, listening on cfg.Listen over TCP only.
+func New(cfg Config) (*Swarm, error) {
+	host, portStr, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("swarm listen address %q: %w", cfg.Listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("swarm listen port %q: %w", portStr, err)
+	}
+	tc := torrent.NewDefaultClientConfig()
+	tc.ListenHost = func(string) string { return host }
+	tc.ListenPort = port
+	tc.DataDir = cfg.DataDir
+	tc.DefaultStorage = cfg.Storage
+	tc.NoDHT = true
+	tc.DisablePEX = true
+	// uTP on loopback took 31 s instead of 1 s in one of two runs (notes).
+	tc.DisableUTP = true
+	tc.DisableIPv6 = true
+	tc.DisableWebseeds = true
+	tc.DisableWebtorrent = true
+	tc.NoDefaultPortForwarding = true
+	tc.Seed = true
+	// The 1 MiB default stalls a download after a few MiB (notes, pitfall 1).
+	tc.MaxAllocPeerRequestDataPerConn = 32 << 20
+	if cfg.Logger != nil {
+		tc.Slogger = cfg.Logger
+	}
+	cl, err := torrent.NewClient(tc)
+	if err != nil {
+		return nil, fmt.Errorf("start bittorrent client on %s: %w", cfg.Listen, err)
+	}
+	return &Swarm{cl: cl}, nil
+}
+
+// Close stops the client and every torrent in it.
+func (s *Swarm) Close() error {
+	return errors.Join(s.cl.Close()...)
+}
+
+// Port is the TCP port peers connect to.
+func (s *Swarm) Port() int { return s.cl.LocalPort() }
+
+// BannedIPs lists the peers banned for sending data that failed its hash.
+func (s *Swarm) BannedIPs() []string { return s.cl.BadPeerIPs() }
+
+// Open joins the torrent of info, announcing to announceURL (when not
+// empty) and connecting to peers at once. Opening a torrent twice returns
+// the same one.
+func (s *Swarm) Open(ctx context.Context, info *fileinfo.Info, announceURL string, peers []fileinfo.Peer) (*Torrent, error) {
+	ib, err := infoBytes(info)
+	if err != nil {
+		return nil, err
+	}
+	var ih metainfo.Hash
+	if err := ih.FromHexString(info.InfoHash); err != nil {
+		return nil, fmt.Errorf("infohash %q: %w", info.InfoHash, err)
+	}
+	t, _ := s.cl.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: ih, InfoBytes: ib})
+	select {
+	case <-t.GotInfo():
+	case <-ctx.Done():
+		return nil, fmt.Errorf("open torrent %s: %w", info.Path, ctx.Err())
+	}
+	if announceURL != "" {
+		t.AddTrackers([][]string{{announceURL}})
+	}
+	tt := &Torrent{t: t}
+	tt.AddPeers(peers)
+	return tt, nil
+}
+
+// Drop leaves the torrent with the given hex infohash, if open.
+func (s *Swarm) Drop(infohash string) {
+	var ih metainfo.Hash
+	if ih.FromHexString(infohash) != nil {
+		return
+	}
+	if t, ok := s.cl.Torrent(ih); ok {
+		t.Drop()
+	}
+}
+
+func infoBytes(info *fileinfo.Info) ([]byte, error) {
+	mi, err := info.MetaInfo("")
+	if err != nil {
+		return nil, err
+	}
+	return mi.InfoBytes, nil
+}
+
+// Torrent is one file's swarm.
+type Torrent struct {
+	t *torrent.Torrent
+}
+
+// AddPeers connects to peers the tracker named.
+func (t *Torrent) AddPeers(peers []fileinfo.Peer) {
+	pis := make([]torrent.PeerInfo, 0, len(peers))
+	for _, p := range peers {
+		ip := net.ParseIP(p.IP)
+		if ip == nil || p.Port <= 0 || p.Port > 65535 {
+			continue
+		}
+		pis = append(pis, torrent.PeerInfo{
+			Addr:   &net.TCPAddr{IP: ip, Port: p.Port},
+			Source: torrent.PeerSourceTracker,
+		})
+	}
+	t.t.AddPeers(pis)
+}
+
+// Priority says how soon a piece is wanted from peers.
+type Priority = types.PiecePriority
+
+// Piece priorities, lowest first.
+const (
+	PriorityNone      = torrent.PiecePriorityNone
+	PriorityNormal    = torrent.PiecePriorityNormal
+	PriorityReadahead = torrent.PiecePriorityReadahead
+	PriorityNow       = torrent.PiecePriorityNow
+)
+
+// SetPriority asks peers for piece i with the given urgency; PriorityNone
+// stops asking.
+func (t *Torrent) SetPriority(i int, p Priority) { t.t.Piece(i).SetPriority(p) }
+
+// Sealed tells the client that piece i was completed outside it (by the
+// origin fetcher), so it stops requesting it and announces it to peers.
+func (t *Torrent) Sealed(i int) { t.t.Piece(i).UpdateCompletion() }
+
+// Stats is a snapshot of a torrent's swarm.
+type Stats struct {
+	// Peers is the number of connected peers.
+	Peers int
+	// PeerBytes is the useful data read from peers.
+	PeerBytes int64
+	// UploadedBytes is the data sent to peers.
+	UploadedBytes int64
+	// BadPieces counts pieces from peers that failed their hash.
+	BadPieces int64
+}
+
+// Stats returns the torrent's counters.
+func (t *Torrent) Stats() Stats {
+	st := t.t.Stats()
+	return Stats{
+		Peers:         st.ActivePeers,
+		PeerBytes:     st.PeerConns.BytesReadUsefulData.Int64(),
+		UploadedBytes: st.PeerConns.BytesWrittenData.Int64(),
+		BadPieces:     st.PeerConns.PiecesDirtiedBad.Int64(),
+	}
+}
+
+// InfoHash is the torrent's hex infohash.
+func (t *Torrent) InfoHash() string { return t.t.InfoHash().HexString() }

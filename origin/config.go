@@ -1,0 +1,109 @@
+package origin
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/p2sp/p2sp/metrics"
+)
+
+// Config configures an origin. The zero value of every field but Media and
+// Token means "use the default".
+type Config struct {
+	// Media is the directory whose files the origin serves. Required.
+	Media string
+	// Listen is the TCP address Run listens on; default ":8080".
+	Listen string
+	// TrackerURL is the tracker's base URL, e.g. "http://tracker:7070";
+	// "" serves the media without registering it anywhere.
+	TrackerURL string
+	// PublicURL is the base URL peers and proxies use to reach this
+	// origin, written into registrations; "" means "http://" + the
+	// listener's address.
+	PublicURL string
+	// RateLimit caps the total egress of file bytes, all requests
+	// together, in bytes per second; 0 means unlimited.
+	RateLimit int64
+	// Token is the tracker's shared secret, sent as "Authorization:
+	// Bearer <Token>" when registering. Required.
+	Token string
+	// ScanInterval is how often the media directory is walked for new,
+	// changed and removed files; default 2s.
+	ScanInterval time.Duration
+	// Registry receives the origin's metrics; nil means a fresh
+	// metrics.NewRegistry().
+	Registry *prometheus.Registry
+	// HTTPClient talks to the tracker; nil means a client with timeouts.
+	HTTPClient *http.Client
+	// Logger logs hashing and registration; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// withDefaults returns c with every default applied, or an error saying
+// which field is wrong. It is the only place defaults live.
+func (c Config) withDefaults() (Config, error) {
+	if c.Token == "" {
+		return c, errors.New("origin: a token is required")
+	}
+	if c.Media == "" {
+		return c, errors.New("origin: a media directory is required")
+	}
+	st, err := os.Stat(c.Media)
+	if err != nil {
+		return c, fmt.Errorf("origin: media directory: %w", err)
+	}
+	if !st.IsDir() {
+		return c, fmt.Errorf("origin: media %s is not a directory", c.Media)
+	}
+	if c.Listen == "" {
+		c.Listen = ":8080"
+	}
+	for _, u := range []*string{&c.TrackerURL, &c.PublicURL} {
+		if *u == "" {
+			continue
+		}
+		pu, err := url.Parse(*u)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return c, fmt.Errorf("origin: %q is not an http(s) base URL", *u)
+		}
+		*u = strings.TrimRight(*u, "/")
+	}
+	if c.RateLimit < 0 {
+		return c, errors.New("origin: rate limit must not be negative")
+	}
+	if c.ScanInterval < 0 {
+		return c, errors.New("origin: scan interval must not be negative")
+	}
+	if c.ScanInterval == 0 {
+		c.ScanInterval = 2 * time.Second
+	}
+	if c.Registry == nil {
+		c.Registry = metrics.NewRegistry()
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{
+			Timeout: 30 * time.Second,
+			Transport: &http.Transport{
+				Proxy:                 http.ProxyFromEnvironment,
+				DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+				TLSHandshakeTimeout:   5 * time.Second,
+				ResponseHeaderTimeout: 15 * time.Second,
+				MaxIdleConnsPerHost:   4,
+				IdleConnTimeout:       90 * time.Second,
+			},
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}

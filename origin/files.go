@@ -1,0 +1,212 @@
+package origin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"os"
+	"path"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/p2sp/p2sp/internal/byterange"
+	"github.com/p2sp/p2sp/internal/fileinfo"
+	"github.com/p2sp/p2sp/internal/httpapi"
+)
+
+// errNotRegular is returned for a path that names a directory, a symlink
+// or anything else that is not a regular file.
+var errNotRegular = errors.New("not a regular file")
+
+// serveFile answers GET and HEAD /files/*path.
+func (s *Server) serveFile(c *gin.Context) error {
+	p, err := fileinfo.CleanPath(c.Param("path"))
+	if err != nil {
+		return httpapi.Errorf(http.StatusBadRequest, "bad path: %w", err)
+	}
+	if hidden(p) {
+		return httpapi.Errorf(http.StatusNotFound, "not found")
+	}
+	f, st, err := openRegular(s.root, p)
+	if err != nil {
+		// Whatever the reason (absent, a directory, a symlink out of the
+		// root, no permission), the answer tells nothing about the tree.
+		s.log.Debug("file not served", "path", p, "err", err)
+		return httpapi.Errorf(http.StatusNotFound, "not found")
+	}
+	defer f.Close()
+	content := &byterange.Content{
+		Size:        st.Size(),
+		ModTime:     st.ModTime(),
+		ETag:        etag(st.Size(), st.ModTime()),
+		ContentType: contentType(p),
+		Name:        path.Base(p),
+		Open:        s.opener(f, requestPriority(c.Request)),
+	}
+	w := &countingWriter{ResponseWriter: c.Writer, sent: s.m.SentBytes}
+	if err := byterange.Serve(w, c.Request, content); err != nil {
+		if c.Writer.Written() {
+			// The client went away or the file shrank under us: the short
+			// body already tells the client; there is nothing to answer.
+			s.log.Debug("file transfer cut short", "path", p, "err", err)
+			return nil
+		}
+		return fmt.Errorf("serve %s: %w", p, err)
+	}
+	return nil
+}
+
+// opener returns the byterange Open function over f. The first range reads
+// through f's own offset in an *io.LimitedReader, the shape the kernel can
+// sendfile; later ranges (multipart) use ReadAt, which leaves that offset
+// alone whatever order Serve reads them in. Every reader goes through the
+// egress limiter when one is set.
+func (s *Server) opener(f *os.File, prio priority) func(ctx context.Context, off, n int64) (io.Reader, error) {
+	var seeked atomic.Bool
+	return func(ctx context.Context, off, n int64) (io.Reader, error) {
+		var r io.Reader
+		if seeked.CompareAndSwap(false, true) {
+			if _, err := f.Seek(off, io.SeekStart); err != nil {
+				return nil, fmt.Errorf("seek to %d: %w", off, err)
+			}
+			r = &io.LimitedReader{R: f, N: n}
+		} else {
+			r = io.NewSectionReader(f, off, n)
+		}
+		return s.egress.reader(ctx, r, prio), nil
+	}
+}
+
+// openRegular opens the regular file p below root, refusing a final
+// symlink (the scanner skips symlinks, so serving them would serve what
+// the tracker cannot know) and anything else that is not a regular file.
+func openRegular(root *os.Root, p string) (*os.File, os.FileInfo, error) {
+	lst, err := root.Lstat(p)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open %s: %w", p, err)
+	}
+	if !lst.Mode().IsRegular() {
+		return nil, nil, fmt.Errorf("open %s: %w", p, errNotRegular)
+	}
+	// O_NONBLOCK: should p become a FIFO between Lstat and open, the open
+	// must not hang; on a regular file it changes nothing.
+	f, err := root.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open %s: %w", p, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("stat %s: %w", p, err)
+	}
+	if !st.Mode().IsRegular() || !os.SameFile(lst, st) {
+		f.Close()
+		return nil, nil, fmt.Errorf("open %s: %w", p, errNotRegular)
+	}
+	return f, st, nil
+}
+
+// hidden reports whether an element of the slash-separated path p starts
+// with a dot: such files (.git, .DS_Store, editors' temporaries) are never
+// served or registered.
+func hidden(p string) bool {
+	for el := range strings.SplitSeq(p, "/") {
+		if strings.HasPrefix(el, ".") {
+			return true
+		}
+	}
+	return false
+}
+
+// etag is the strong entity tag of a file version, as nginx derives it
+// from the modification time and the size (in nanoseconds here, so that a
+// rewrite within the same second is still a new version).
+func etag(size int64, modTime time.Time) string {
+	return fmt.Sprintf("\"%x-%x\"", modTime.UnixNano(), size)
+}
+
+// mediaTypes are the media types the origin must get right even on a host
+// without /etc/mime.types: a player refuses video served as
+// application/octet-stream.
+var mediaTypes = map[string]string{
+	".mp4":  "video/mp4",
+	".m4v":  "video/mp4",
+	".webm": "video/webm",
+	".mkv":  "video/x-matroska",
+	".mov":  "video/quicktime",
+	".ts":   "video/mp2t",
+	".m3u8": "application/vnd.apple.mpegurl",
+	".mpd":  "application/dash+xml",
+	".mp3":  "audio/mpeg",
+	".m4a":  "audio/mp4",
+	".aac":  "audio/aac",
+	".ogg":  "audio/ogg",
+	".oga":  "audio/ogg",
+	".ogv":  "video/ogg",
+	".opus": "audio/ogg",
+	".flac": "audio/flac",
+	".wav":  "audio/wav",
+	".vtt":  "text/vtt; charset=utf-8",
+	".srt":  "application/x-subrip",
+}
+
+// contentType is the media type of p by its extension.
+func contentType(p string) string {
+	ext := strings.ToLower(path.Ext(p))
+	if t, ok := mediaTypes[ext]; ok {
+		return t
+	}
+	if t := mime.TypeByExtension(ext); t != "" {
+		return t
+	}
+	return "application/octet-stream"
+}
+
+// countingWriter counts the body bytes written through it, keeping the
+// ResponseWriter's ReadFrom (and so sendfile) reachable, which gin's own
+// writer hides.
+type countingWriter struct {
+	gin.ResponseWriter
+	sent prometheus.Counter
+}
+
+var _ io.ReaderFrom = (*countingWriter)(nil)
+
+func (w *countingWriter) Write(b []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(b)
+	w.sent.Add(float64(n))
+	return n, err
+}
+
+func (w *countingWriter) WriteString(s string) (int, error) {
+	n, err := w.ResponseWriter.WriteString(s)
+	w.sent.Add(float64(n))
+	return n, err
+}
+
+// ReadFrom writes the status through gin (so that gin knows the response
+// started) and hands src to net/http's ReadFrom.
+func (w *countingWriter) ReadFrom(src io.Reader) (int64, error) {
+	w.ResponseWriter.WriteHeaderNow()
+	var n int64
+	var err error
+	if u, ok := w.ResponseWriter.(interface{ Unwrap() http.ResponseWriter }); ok {
+		if rf, ok := u.Unwrap().(io.ReaderFrom); ok {
+			n, err = rf.ReadFrom(src)
+			w.sent.Add(float64(n))
+			return n, err
+		}
+	}
+	return io.Copy(writerOnly{w}, src)
+}
+
+// writerOnly hides ReadFrom from io.Copy, which would otherwise recurse.
+type writerOnly struct{ io.Writer }

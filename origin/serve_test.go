@@ -1,0 +1,372 @@
+package origin
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/p2sp/p2sp/metrics"
+)
+
+func TestServeRanges(t *testing.T) {
+	const size = 100_000
+	data := randomBytes(size, 1)
+	o := startOrigin(t, Config{})
+	p := writeFile(t, o.media, "films/a film.mp4", data)
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantETag := fmt.Sprintf("\"%x-%x\"", st.ModTime().UnixNano(), st.Size())
+	url := o.url + "/files/films/a%20film.mp4"
+
+	tests := []struct {
+		name      string
+		method    string
+		header    map[string]string
+		wantCode  int
+		wantRange string // Content-Range, "" for none
+		lo, hi    int    // expected body is data[lo:hi] (GET only)
+	}{
+		{name: "whole", method: "GET", wantCode: 200, lo: 0, hi: size},
+		{name: "single", method: "GET", header: map[string]string{"Range": "bytes=0-99"}, wantCode: 206, wantRange: "bytes 0-99/100000", lo: 0, hi: 100},
+		{name: "middle", method: "GET", header: map[string]string{"Range": "bytes=5000-70000"}, wantCode: 206, wantRange: "bytes 5000-70000/100000", lo: 5000, hi: 70001},
+		{name: "open", method: "GET", header: map[string]string{"Range": "bytes=99000-"}, wantCode: 206, wantRange: "bytes 99000-99999/100000", lo: 99000, hi: size},
+		{name: "suffix", method: "GET", header: map[string]string{"Range": "bytes=-500"}, wantCode: 206, wantRange: "bytes 99500-99999/100000", lo: 99500, hi: size},
+		{name: "clipped past end", method: "GET", header: map[string]string{"Range": "bytes=99990-200000"}, wantCode: 206, wantRange: "bytes 99990-99999/100000", lo: 99990, hi: size},
+		{name: "unsatisfiable", method: "GET", header: map[string]string{"Range": "bytes=100000-"}, wantCode: 416, wantRange: "bytes */100000"},
+		{name: "if-range current etag", method: "GET", header: map[string]string{"Range": "bytes=10-19", "If-Range": wantETag}, wantCode: 206, wantRange: "bytes 10-19/100000", lo: 10, hi: 20},
+		{name: "if-range stale etag", method: "GET", header: map[string]string{"Range": "bytes=10-19", "If-Range": `"0-0"`}, wantCode: 200, lo: 0, hi: size},
+		{name: "if-none-match", method: "GET", header: map[string]string{"If-None-Match": wantETag}, wantCode: 304},
+		{name: "head", method: "HEAD", wantCode: 200},
+		{name: "head range", method: "HEAD", header: map[string]string{"Range": "bytes=0-99"}, wantCode: 206, wantRange: "bytes 0-99/100000"},
+	}
+	var received int
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := get(t, tc.method, url, tc.header)
+			received += len(body)
+			if resp.StatusCode != tc.wantCode {
+				t.Fatalf("status %d, want %d (body %.100q)", resp.StatusCode, tc.wantCode, body)
+			}
+			if got := resp.Header.Get("Content-Range"); got != tc.wantRange {
+				t.Errorf("Content-Range %q, want %q", got, tc.wantRange)
+			}
+			if tc.wantCode == 416 || tc.wantCode == 304 {
+				return
+			}
+			if got := resp.Header.Get("ETag"); got != wantETag {
+				t.Errorf("ETag %q, want %q", got, wantETag)
+			}
+			if got := resp.Header.Get("Last-Modified"); got != st.ModTime().UTC().Format(http.TimeFormat) {
+				t.Errorf("Last-Modified %q", got)
+			}
+			if got := resp.Header.Get("Content-Type"); got != "video/mp4" {
+				t.Errorf("Content-Type %q, want video/mp4", got)
+			}
+			if tc.method == "HEAD" {
+				if len(body) != 0 {
+					t.Errorf("HEAD sent %d body bytes", len(body))
+				}
+				return
+			}
+			if !bytes.Equal(body, data[tc.lo:tc.hi]) {
+				t.Errorf("body: %d bytes differ from file bytes [%d, %d)", len(body), tc.lo, tc.hi)
+			}
+			if got := resp.Header.Get("Content-Length"); got != strconv.Itoa(tc.hi-tc.lo) {
+				t.Errorf("Content-Length %q, want %d", got, tc.hi-tc.lo)
+			}
+		})
+	}
+
+	t.Run("multipart", func(t *testing.T) {
+		resp, body := get(t, "GET", url, map[string]string{"Range": "bytes=0-9,50000-50009"})
+		received += len(body)
+		if resp.StatusCode != 206 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		mt, params, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+		if err != nil || mt != "multipart/byteranges" {
+			t.Fatalf("Content-Type %q", resp.Header.Get("Content-Type"))
+		}
+		mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+		for _, want := range [][2]int{{0, 10}, {50000, 50010}} {
+			part, err := mr.NextPart()
+			if err != nil {
+				t.Fatalf("part: %v", err)
+			}
+			got, _ := io.ReadAll(part)
+			if !bytes.Equal(got, data[want[0]:want[1]]) {
+				t.Errorf("part %v: wrong bytes", want)
+			}
+		}
+	})
+
+	// Every body byte the clients received was counted.
+	eventually(t, "sent bytes counted", func() bool {
+		return metricValue(t, o.reg, "p2sp_origin_sent_bytes_total", nil) == float64(received)
+	})
+	if got := metricValue(t, o.reg, "p2sp_origin_requests_total", map[string]string{"code": "206"}); got != 8 {
+		t.Errorf("requests_total{code=206} = %v, want 8", got)
+	}
+	if got := metricValue(t, o.reg, "p2sp_origin_requests_total", map[string]string{"code": "416"}); got != 1 {
+		t.Errorf("requests_total{code=416} = %v, want 1", got)
+	}
+}
+
+func TestServeContentTypes(t *testing.T) {
+	o := startOrigin(t, Config{})
+	tests := []struct{ name, want string }{
+		{"a.mp4", "video/mp4"},
+		{"a.webm", "video/webm"},
+		{"a.mkv", "video/x-matroska"},
+		{"a.mp3", "audio/mpeg"},
+		{"a.m4a", "audio/mp4"},
+		{"a.ogg", "audio/ogg"},
+		{"a.wav", "audio/wav"},
+		{"UPPER.MP4", "video/mp4"},
+		{"noext", "application/octet-stream"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			writeFile(t, o.media, tc.name, []byte("x"))
+			resp, _ := get(t, "HEAD", o.url+"/files/"+tc.name, nil)
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			if got := resp.Header.Get("Content-Type"); got != tc.want {
+				t.Errorf("Content-Type %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestServeEmptyAndChangedFile(t *testing.T) {
+	o := startOrigin(t, Config{})
+	writeFile(t, o.media, "empty.mp4", nil)
+	resp, body := get(t, "GET", o.url+"/files/empty.mp4", nil)
+	if resp.StatusCode != 200 || len(body) != 0 {
+		t.Fatalf("empty file: %d, %d bytes", resp.StatusCode, len(body))
+	}
+
+	// A file served before hashing, then rewritten: the new bytes are
+	// served with a new ETag at once, and the old ETag no longer
+	// satisfies If-Range.
+	p := writeFile(t, o.media, "v.mp4", []byte("version one"))
+	resp1, _ := get(t, "GET", o.url+"/files/v.mp4", nil)
+	if err := os.WriteFile(p, []byte("version two!"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Second)
+	os.Chtimes(p, later, later)
+	resp2, body := get(t, "GET", o.url+"/files/v.mp4", map[string]string{"Range": "bytes=0-3", "If-Range": resp1.Header.Get("ETag")})
+	if resp2.StatusCode != 200 || string(body) != "version two!" {
+		t.Errorf("after change with old If-Range: %d %q, want 200 with the new bytes", resp2.StatusCode, body)
+	}
+	if resp2.Header.Get("ETag") == resp1.Header.Get("ETag") {
+		t.Errorf("ETag unchanged after the file changed")
+	}
+}
+
+func TestTraversal(t *testing.T) {
+	base := t.TempDir()
+	media := filepath.Join(base, "media")
+	secret := []byte("TOP-SECRET-OUTSIDE-MEDIA")
+	writeFile(t, base, "secret.txt", secret)
+	writeFile(t, base, "outside/secret.txt", secret)
+	writeFile(t, media, "films/a.mp4", []byte("inside"))
+	writeFile(t, media, ".hidden.mp4", []byte("hidden"))
+	writeFile(t, media, ".git/config", []byte("hidden"))
+	writeFile(t, media, "films/.partial.mp4", []byte("hidden"))
+	for link, target := range map[string]string{
+		"link.mp4":      "../secret.txt",
+		"abslink.mp4":   filepath.Join(base, "secret.txt"),
+		"outdir":        "../outside",
+		"films/in.mp4":  "a.mp4",
+		"films/etc.mp4": "/etc/passwd",
+	} {
+		if err := os.Symlink(target, filepath.Join(media, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := startOrigin(t, Config{Media: media})
+
+	tests := []struct {
+		target string
+		want   int
+	}{
+		{"/files/../secret.txt", 400},
+		{"/files/%2e%2e/secret.txt", 400},
+		{"/files/%2E%2E/secret.txt", 400},
+		{"/files/films%2f..%2f..%2fsecret.txt", 400},
+		{"/files/films/../../secret.txt", 400},
+		{"/files//etc/passwd", 400},
+		{"/files/%2fetc/passwd", 400},
+		{"/files/..%5csecret.txt", 400},
+		{"/files/films%5c..%5c..%5csecret.txt", 400},
+		{"/files/films/a.mp4%00", 400},
+		{"/files/./films/a.mp4", 400},
+		{"/files/films/", 400},
+		{"/files/link.mp4", 404},
+		{"/files/abslink.mp4", 404},
+		{"/files/outdir/secret.txt", 404},
+		{"/files/films/in.mp4", 404},
+		{"/files/films/etc.mp4", 404},
+		{"/files/.hidden.mp4", 404},
+		{"/files/.git/config", 404},
+		{"/files/films/.partial.mp4", 404},
+		{"/files/films", 404},
+		{"/files/nothere.mp4", 404},
+		// The control: the one file that is served.
+		{"/files/films/a.mp4", 200},
+	}
+	for _, tc := range tests {
+		t.Run(tc.target, func(t *testing.T) {
+			code, body := rawGet(t, o.addr, tc.target)
+			if code != tc.want {
+				t.Errorf("status %d, want %d", code, tc.want)
+			}
+			if bytes.Contains(body, secret) || bytes.Contains(body, []byte("root:")) || bytes.Contains(body, []byte("hidden")) {
+				t.Errorf("body leaks a file: %q", body)
+			}
+		})
+	}
+	for _, e := range o.catalogAfterScan(t) {
+		if e.Path != "films/a.mp4" {
+			t.Errorf("catalog lists %q", e.Path)
+		}
+	}
+}
+
+// catalogAfterScan waits for one more scan and returns the catalog.
+func (o *testOrigin) catalogAfterScan(t *testing.T) []CatalogEntry {
+	time.Sleep(100 * time.Millisecond)
+	return o.catalog(t)
+}
+
+func TestRateLimit(t *testing.T) {
+	const (
+		rateLimit = 2 << 20
+		fileSize  = 1 << 20
+	)
+	data := randomBytes(fileSize, 2)
+	media := t.TempDir()
+	writeFile(t, media, "a.mp4", data)
+	writeFile(t, media, "b.mp4", data)
+	o := startOrigin(t, Config{Media: media, RateLimit: rateLimit})
+
+	start := time.Now()
+	type result struct {
+		body []byte
+		err  error
+	}
+	results := make(chan result, 2)
+	for _, name := range []string{"a.mp4", "b.mp4"} {
+		go func() {
+			resp, err := http.Get(o.url + "/files/" + name)
+			if err != nil {
+				results <- result{err: err}
+				return
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			results <- result{b, err}
+		}()
+	}
+	for range 2 {
+		r := <-results
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if !bytes.Equal(r.body, data) {
+			t.Fatalf("body differs from the file (%d bytes)", len(r.body))
+		}
+	}
+	// Two files of 1 MiB under a 2 MiB/s cap on the total take about one
+	// second; the bound is generous, and only a lower one.
+	if d := time.Since(start); d < 750*time.Millisecond {
+		t.Errorf("2 MiB sent in %v under a %d B/s cap", d, rateLimit)
+	}
+	eventually(t, "sent bytes counted", func() bool {
+		return metricValue(t, o.reg, "p2sp_origin_sent_bytes_total", nil) == 2*fileSize
+	})
+}
+
+func TestRateLimitClientGone(t *testing.T) {
+	// A client that goes away stops consuming the shared budget: the next
+	// request is not held up behind the abandoned one's bytes.
+	media := t.TempDir()
+	writeFile(t, media, "big.mp4", randomBytes(4<<20, 3))
+	writeFile(t, media, "small.mp4", []byte("small"))
+	o := startOrigin(t, Config{Media: media, RateLimit: 256 << 10})
+
+	resp, err := http.Get(o.url + "/files/big.mp4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadFull(resp.Body, make([]byte, 1024))
+	resp.Body.Close()
+	_, body := get(t, "GET", o.url+"/files/small.mp4", nil)
+	if string(body) != "small" {
+		t.Fatalf("small: %q", body)
+	}
+	// The abandoned transfer sent far less than its 4 MiB.
+	eventually(t, "abandoned transfer stopped", func() bool {
+		before := metricValue(t, o.reg, "p2sp_origin_sent_bytes_total", nil)
+		time.Sleep(200 * time.Millisecond)
+		return metricValue(t, o.reg, "p2sp_origin_sent_bytes_total", nil) == before
+	})
+	if sent := metricValue(t, o.reg, "p2sp_origin_sent_bytes_total", nil); sent > 2<<20 {
+		t.Errorf("sent %v bytes for an abandoned transfer", sent)
+	}
+}
+
+func TestConfig(t *testing.T) {
+	media := t.TempDir()
+	file := writeFile(t, t.TempDir(), "f", []byte("x"))
+	tests := []struct {
+		name string
+		cfg  Config
+	}{
+		{"no token", Config{Media: media}},
+		{"no media", Config{Token: "t"}},
+		{"media missing", Config{Token: "t", Media: filepath.Join(media, "nope")}},
+		{"media is a file", Config{Token: "t", Media: file}},
+		{"bad tracker url", Config{Token: "t", Media: media, TrackerURL: "tracker:7070"}},
+		{"bad public url", Config{Token: "t", Media: media, PublicURL: "ftp://x"}},
+		{"negative rate", Config{Token: "t", Media: media, RateLimit: -1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.Registry = metrics.NewRegistry()
+			if s, err := New(tc.cfg); err == nil {
+				s.Close()
+				t.Fatal("New accepted the config")
+			}
+		})
+	}
+}
+
+func TestNotReadyBeforeFirstScan(t *testing.T) {
+	s, err := New(Config{Media: t.TempDir(), Token: "t", Registry: metrics.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 503} {
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if rec.Code != want {
+			t.Errorf("%s: %d, want %d", path, rec.Code, want)
+		}
+	}
+}

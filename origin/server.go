@@ -1,0 +1,118 @@
+package origin
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync/atomic"
+
+	"github.com/gin-gonic/gin"
+	"golang.org/x/time/rate"
+
+	"github.com/p2sp/p2sp/internal/fileinfo"
+	"github.com/p2sp/p2sp/internal/httpapi"
+	"github.com/p2sp/p2sp/metrics"
+)
+
+// Server is an origin: its HTTP handler, its catalog of media files and,
+// once Serve runs, the scanner and the hashing worker that keep the catalog
+// and the tracker up to date.
+type Server struct {
+	cfg         Config
+	log         *slog.Logger
+	root        *os.Root
+	m           *metrics.Origin
+	egress      *egress
+	cat         *catalog
+	reportLimit *ipLimiter
+	health      httpapi.Health
+	engine      *gin.Engine
+
+	// publicURL is written by Serve before it starts the worker, its only
+	// reader.
+	publicURL string
+	serving   atomic.Bool
+	// ready is set once the first scan of the media finished.
+	ready atomic.Bool
+	// trackerDown suspends registrations until the next scan.
+	trackerDown atomic.Bool
+}
+
+// New returns an origin for cfg. Close releases the media directory.
+func New(cfg Config) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	root, err := os.OpenRoot(cfg.Media)
+	if err != nil {
+		return nil, fmt.Errorf("origin: open media: %w", err)
+	}
+	m := metrics.NewOrigin(cfg.Registry)
+	s := &Server{
+		cfg:         cfg,
+		log:         cfg.Logger.With("role", "origin"),
+		root:        root,
+		m:           m,
+		egress:      newEgress(cfg.RateLimit),
+		cat:         newCatalog(m),
+		reportLimit: newIPLimiter(rate.Limit(1), 10),
+	}
+	s.health.SetReady(func() error {
+		if !s.ready.Load() {
+			return errors.New("first scan of the media not finished")
+		}
+		return nil
+	})
+	s.engine = s.routes()
+	return s, nil
+}
+
+// Close releases the media directory. Call it after Serve returned.
+func (s *Server) Close() error {
+	return s.root.Close()
+}
+
+// Handler returns the origin's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.engine }
+
+func (s *Server) routes() *gin.Engine {
+	e := httpapi.NewEngine()
+	s.health.Register(e)
+	e.GET("/metrics", gin.WrapH(metrics.Handler(s.cfg.Registry)))
+	files := httpapi.Handle(s.serveFile)
+	e.GET("/files/*path", s.countRequest, files)
+	e.HEAD("/files/*path", s.countRequest, files)
+	e.GET("/v1/catalog", s.getCatalog)
+	e.GET("/v1/files-info/*path", httpapi.Handle(s.getFileInfo))
+	e.POST("/v1/reports", httpapi.Handle(s.postReport))
+	return e
+}
+
+// countRequest counts a /files request by the status it was answered with.
+func (s *Server) countRequest(c *gin.Context) {
+	c.Next()
+	s.m.ObserveRequest(c.Writer.Status())
+}
+
+// getCatalog answers GET /v1/catalog: every media file, sorted by path.
+func (s *Server) getCatalog(c *gin.Context) {
+	c.JSON(http.StatusOK, s.cat.list())
+}
+
+// getFileInfo answers GET /v1/files-info/*path with the origin's own hash
+// of the file's current version.
+func (s *Server) getFileInfo(c *gin.Context) error {
+	p, err := fileinfo.CleanPath(c.Param("path"))
+	if err != nil {
+		return httpapi.Errorf(http.StatusBadRequest, "bad path: %w", err)
+	}
+	info := s.cat.info(p)
+	if info == nil {
+		return httpapi.Errorf(http.StatusNotFound, "%s is not hashed (yet)", p)
+	}
+	c.JSON(http.StatusOK, info)
+	return nil
+}

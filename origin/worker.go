@@ -1,0 +1,274 @@
+package origin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/p2sp/p2sp/internal/fileinfo"
+)
+
+// scanLoop walks the media at start and every ScanInterval until ctx ends.
+func (s *Server) scanLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.ScanInterval)
+	defer t.Stop()
+	for {
+		switch err := s.scan(ctx); {
+		case err == nil:
+			s.ready.Store(true)
+		case ctx.Err() == nil:
+			s.log.Error("scan media", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// scan walks the media once: every regular, non-hidden file is recorded
+// (and queued if new, changed or not registered yet), every file no longer
+// there is dropped.
+func (s *Server) scan(ctx context.Context) error {
+	// A new scan gives a tracker that failed another chance.
+	s.trackerDown.Store(false)
+	seen := make(map[string]bool)
+	err := fs.WalkDir(s.root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
+		if err != nil {
+			if p == "." {
+				return err
+			}
+			s.log.Warn("scan: skipping", "path", p, "err", err)
+			return nil
+		}
+		if p == "." {
+			return nil
+		}
+		if strings.HasPrefix(d.Name(), ".") {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		// Symlinks, pipes, devices and sockets are not media; WalkDir
+		// does not follow symlinked directories either.
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		clean, err := fileinfo.CleanPath(p)
+		if err != nil {
+			s.log.Warn("scan: skipping unservable name", "path", p, "err", err)
+			return nil
+		}
+		st, err := d.Info()
+		if err != nil {
+			return nil // removed since the directory was read
+		}
+		seen[clean] = true
+		s.cat.observe(clean, st.Size(), st.ModTime())
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("walk %s: %w", s.cfg.Media, err)
+	}
+	s.cat.retain(seen)
+	return nil
+}
+
+// rescan looks at one path now, as a proxy's report asks. It reports
+// whether the path is a media file.
+func (s *Server) rescan(p string) bool {
+	if hidden(p) {
+		return false
+	}
+	st, err := s.root.Lstat(p)
+	if err != nil || !st.Mode().IsRegular() {
+		s.cat.drop(p)
+		return false
+	}
+	s.cat.observe(p, st.Size(), st.ModTime())
+	return true
+}
+
+// hashLoop is the one hashing worker: it takes jobs from the catalog's
+// queue, smallest file first, until ctx ends.
+func (s *Server) hashLoop(ctx context.Context) {
+	for {
+		j, ok := s.cat.next(ctx.Done())
+		if !ok {
+			return
+		}
+		s.process(ctx, j)
+		s.cat.finish(j)
+	}
+}
+
+// process hashes the job's file if needed and registers it.
+func (s *Server) process(ctx context.Context, j job) {
+	info := j.info
+	if info == nil {
+		var err error
+		info, err = s.hash(ctx, j.path)
+		var ch *changedError
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return
+		case errors.As(err, &ch):
+			s.log.Info("file changed while hashing, queued again", "path", j.path)
+			s.cat.requeue(j.path, ch.size, ch.modTime)
+			return
+		case errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotRegular):
+			s.cat.drop(j.path)
+			return
+		default:
+			s.log.Error("hashing failed, retrying on the next scan", "path", j.path, "err", err)
+			return
+		}
+		if !s.cat.setInfo(info) {
+			return
+		}
+	}
+	s.register(ctx, info)
+}
+
+// hash computes the file info of p, with this origin as its one origin.
+func (s *Server) hash(ctx context.Context, p string) (*fileinfo.Info, error) {
+	start := time.Now()
+	s.log.Info("hashing", "path", p)
+	info, err := hashFile(ctx, s.root, p, s.m.HashedBytes)
+	if err != nil {
+		return nil, err
+	}
+	info.Origins = []string{s.publicURL}
+	d := time.Since(start)
+	s.log.Info("hashed", "path", p, "size", info.Size, "infohash", info.InfoHash,
+		"duration", d.Round(time.Millisecond), "mb_per_s", fmt.Sprintf("%.1f", float64(info.Size)/1e6/max(d.Seconds(), 1e-6)))
+	return info, nil
+}
+
+// changedError says the file changed while it was being hashed; size and
+// modTime are its new stat.
+type changedError struct {
+	size    int64
+	modTime time.Time
+}
+
+func (e *changedError) Error() string { return "file changed while being hashed" }
+
+// hashFile hashes the regular file p below root, counting the bytes read in
+// hashed, and fills in the ETag and ModTime of the version it read. It
+// returns a *changedError if the file changed meanwhile: the hashes would
+// describe no version of it.
+func hashFile(ctx context.Context, root *os.Root, p string, hashed prometheus.Counter) (*fileinfo.Info, error) {
+	f, st, err := openRegular(root, p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	info, herr := fileinfo.Compute(ctx, p, &countingReader{r: f, n: hashed}, st.Size())
+	if cerr := ctx.Err(); cerr != nil {
+		return nil, fmt.Errorf("hash %s: %w", p, cerr)
+	}
+	// Checked even when Compute failed: a file that shrank while being
+	// read makes it fail with an unexpected EOF.
+	after, err := root.Lstat(p)
+	if err != nil {
+		return nil, fmt.Errorf("stat %s after hashing: %w", p, err)
+	}
+	if after.Size() != st.Size() || !after.ModTime().Equal(st.ModTime()) || !os.SameFile(st, after) {
+		return nil, &changedError{size: after.Size(), modTime: after.ModTime()}
+	}
+	if herr != nil {
+		return nil, herr
+	}
+	info.ETag = etag(st.Size(), st.ModTime())
+	info.ModTime = st.ModTime()
+	return info, nil
+}
+
+// countingReader counts the bytes read through it as they are read, so
+// that the hashing rate shows while a large file is in progress.
+type countingReader struct {
+	r io.Reader
+	n prometheus.Counter
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n.Add(float64(n))
+	return n, err
+}
+
+// register sends info to the tracker. A tracker that cannot be reached (or
+// answers 5xx) suspends registrations until the next scan, which queues
+// every unregistered file again; a tracker that rejects one file leaves
+// that file for the next scan and goes on with the others.
+func (s *Server) register(ctx context.Context, info *fileinfo.Info) {
+	if s.cfg.TrackerURL == "" || s.trackerDown.Load() {
+		return
+	}
+	err := s.postInfo(ctx, info)
+	var te *trackerError
+	switch {
+	case err == nil:
+		s.cat.markRegistered(info)
+		s.log.Info("registered", "path", info.Path, "infohash", info.InfoHash, "tracker", s.cfg.TrackerURL)
+	case ctx.Err() != nil:
+	case errors.As(err, &te) && te.status >= 400 && te.status < 500 && te.status != http.StatusTooManyRequests:
+		s.log.Error("tracker rejected registration", "path", info.Path, "status", te.status, "err", err)
+	default:
+		s.trackerDown.Store(true)
+		s.log.Warn("registration failed, retrying on the next scan", "path", info.Path, "err", err)
+	}
+}
+
+// trackerError is a tracker's non-2xx answer.
+type trackerError struct {
+	status int
+	msg    string
+}
+
+func (e *trackerError) Error() string {
+	return fmt.Sprintf("tracker answered %d: %s", e.status, e.msg)
+}
+
+// postInfo is POST {TrackerURL}/v1/files.
+func (s *Server) postInfo(ctx context.Context, info *fileinfo.Info) error {
+	body, err := json.Marshal(info)
+	if err != nil {
+		return fmt.Errorf("encode info of %s: %w", info.Path, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.TrackerURL+"/v1/files", bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("register %s: %w", info.Path, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+s.cfg.Token)
+	resp, err := s.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("register %s: %w", info.Path, err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+	// Drain a little more so the connection can be reused.
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("register %s: %w", info.Path, &trackerError{status: resp.StatusCode, msg: strings.TrimSpace(string(msg))})
+	}
+	return nil
+}

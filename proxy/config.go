@@ -1,0 +1,115 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/p2sp/p2sp/metrics"
+)
+
+// Config configures a proxy.
+type Config struct {
+	// Listen is the players' HTTP address; loopback unless told otherwise.
+	Listen string
+	// TrackerURL and OriginURL are base URLs ("http://host:port"). The proxy
+	// fetches media only from OriginURL.
+	TrackerURL string
+	OriginURL  string
+	// CacheDir holds the cache; CacheSize bounds it in bytes.
+	CacheDir  string
+	CacheSize int64
+	// BTListen is the BitTorrent host:port; port 0 picks a free one.
+	BTListen string
+	// PeerGrace is how long a piece the player waits on is left to peers
+	// before the origin is asked for it, when peers are connected.
+	PeerGrace time.Duration
+	// StallTimeout bounds how long a read waits for a piece before the
+	// request fails.
+	StallTimeout time.Duration
+	// Readahead is how many bytes past the playhead are fetched ahead.
+	Readahead int64
+	// Registry receives the proxy's metrics; nil makes a new one.
+	Registry *prometheus.Registry
+	// HTTPClient talks to the origin and the tracker; nil makes one with
+	// keep-alive connections and timeouts.
+	HTTPClient *http.Client
+	// Logger is the proxy's log; nil uses slog.Default().
+	Logger *slog.Logger
+}
+
+// withDefaults fills unset fields and checks the rest.
+func (c Config) withDefaults() (Config, error) {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8090"
+	}
+	if c.BTListen == "" {
+		c.BTListen = ":0"
+	}
+	if c.CacheDir == "" {
+		return c, errors.New("proxy: a cache directory is required")
+	}
+	if c.CacheSize <= 0 {
+		c.CacheSize = 1 << 30
+	}
+	if c.PeerGrace == 0 {
+		c.PeerGrace = 300 * time.Millisecond
+	}
+	if c.StallTimeout == 0 {
+		c.StallTimeout = 30 * time.Second
+	}
+	if c.Readahead == 0 {
+		c.Readahead = 4 << 20
+	}
+	for name, u := range map[string]*string{"tracker": &c.TrackerURL, "origin": &c.OriginURL} {
+		pu, err := url.Parse(*u)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return c, fmt.Errorf("proxy: the %s URL %q is not an http(s) URL", name, *u)
+		}
+		*u = strings.TrimRight(*u, "/")
+	}
+	if c.Registry == nil {
+		c.Registry = metrics.NewRegistry()
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Transport: &http.Transport{
+			Proxy:                 nil,
+			MaxIdleConnsPerHost:   16,
+			IdleConnTimeout:       90 * time.Second,
+			ResponseHeaderTimeout: 10 * time.Second,
+		}}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}
+
+// ParseSize reads a byte size such as "1GiB", "500MB", "64k" or "1048576".
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	i := strings.IndexFunc(t, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	num, unit := t, ""
+	if i >= 0 {
+		num, unit = t[:i], strings.ToLower(strings.TrimSpace(t[i:]))
+	}
+	mult := map[string]float64{
+		"": 1, "b": 1,
+		"k": 1 << 10, "kib": 1 << 10, "kb": 1e3,
+		"m": 1 << 20, "mib": 1 << 20, "mb": 1e6,
+		"g": 1 << 30, "gib": 1 << 30, "gb": 1e9,
+		"t": 1 << 40, "tib": 1 << 40, "tb": 1e12,
+	}[unit]
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || mult == 0 || v < 0 || v*mult > 1<<62 {
+		return 0, fmt.Errorf("size %q: want a number with an optional unit (B, KB, KiB, MB, MiB, GB, GiB, TB, TiB)", s)
+	}
+	return int64(v * mult), nil
+}

@@ -1,0 +1,364 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/p2sp/p2sp/internal/cache"
+	"github.com/p2sp/p2sp/internal/fetch"
+	"github.com/p2sp/p2sp/internal/fileinfo"
+	"github.com/p2sp/p2sp/internal/swarm"
+	"github.com/p2sp/p2sp/metrics"
+)
+
+// file is one file version (infohash) the proxy holds open: its cache
+// entry, its torrent, and the scheduler that decides, piece by piece, who
+// supplies what the players wait for. It lives until the cache evicts the
+// entry, seeding in the meantime.
+type file struct {
+	s       *Server
+	info    *fileinfo.Info
+	entry   *cache.Entry
+	torrent *swarm.Torrent
+	stats   *fileStats
+
+	// ctx ends when the file is dropped; its cause is the failure readers
+	// see (a changed origin file, a failed verification).
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	wake   chan struct{}
+	// peersUntil: the tracker named peers, so until then a lack of
+	// connected peers means "still connecting", not "none".
+	peersUntil time.Time
+
+	mu          sync.Mutex
+	heads       map[*streamReader]int // each reader's playhead piece
+	wantedSince map[int]time.Time
+	prio        map[int]swarm.Priority
+	inflight    []bool // origin fetches under way
+	fromOrigin  []bool // pieces the origin supplied
+	retryAt     time.Time
+}
+
+// fileStats are the counters /v1/status shows for a path.
+type fileStats struct {
+	peerBytes, originBytes, cacheBytes atomic.Int64
+	originFetched                      atomic.Int64
+	verifyFailures                     atomic.Int64
+	lastErr                            atomic.Pointer[string]
+}
+
+func (st *fileStats) setErr(err error) {
+	msg := err.Error()
+	st.lastErr.Store(&msg)
+}
+
+// Scheduling constants. A piece is "urgent" while it is among the first
+// urgentPieces at or after a playhead.
+const (
+	urgentPieces     = 2
+	maxRunBytes      = 1 << 20 // one origin request covers at most this
+	maxOriginFetches = 2       // concurrent origin requests per file
+	scheduleTick     = 50 * time.Millisecond
+	originRetry      = 500 * time.Millisecond
+)
+
+func newFile(s *Server, info *fileinfo.Info, entry *cache.Entry, t *swarm.Torrent, stats *fileStats) *file {
+	n := info.NumPieces()
+	ctx, cancel := context.WithCancelCause(s.ctx)
+	return &file{
+		s: s, info: info, entry: entry, torrent: t, stats: stats,
+		ctx: ctx, cancel: cancel,
+		wake:        make(chan struct{}, 1),
+		heads:       map[*streamReader]int{},
+		wantedSince: map[int]time.Time{},
+		prio:        map[int]swarm.Priority{},
+		inflight:    make([]bool, n),
+		fromOrigin:  make([]bool, n),
+	}
+}
+
+// run schedules until the file is dropped.
+func (f *file) run() {
+	tick := time.NewTicker(scheduleTick)
+	defer tick.Stop()
+	for {
+		select {
+		case <-f.ctx.Done():
+			return
+		case <-f.wake:
+		case <-tick.C:
+		}
+		f.schedule()
+	}
+}
+
+func (f *file) poke() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// fail drops the file: every waiting reader gets err, and the next request
+// starts again from the tracker.
+func (f *file) fail(err error) {
+	f.stats.setErr(err)
+	f.cancel(err)
+}
+
+// schedule sets the swarm's priorities around every playhead and hands the
+// origin what peers cannot supply in time.
+func (f *file) schedule() {
+	now := time.Now()
+	n := f.info.NumPieces()
+	raPieces := int(max(1, f.s.cfg.Readahead/f.info.PieceLength))
+	peers := f.torrent.Stats().Peers > 0 || now.Before(f.peersUntil)
+
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	want := map[int]swarm.Priority{}
+	var urgent, ahead []int
+	for _, h := range f.heads {
+		for i := h; i < min(n, h+urgentPieces+raPieces); i++ {
+			if f.entry.Have(i) {
+				continue
+			}
+			p := swarm.PriorityReadahead
+			if i < h+urgentPieces {
+				p = swarm.PriorityNow
+				urgent = append(urgent, i)
+			} else {
+				ahead = append(ahead, i)
+			}
+			if p > want[i] {
+				want[i] = p
+			}
+		}
+	}
+	// Priorities: raise what is wanted, drop read-ahead around old playheads.
+	for i, p := range want {
+		if f.prio[i] != p {
+			f.torrent.SetPriority(i, p)
+		}
+		if _, ok := f.wantedSince[i]; !ok {
+			f.wantedSince[i] = now
+		}
+	}
+	for i := range f.prio {
+		if _, ok := want[i]; !ok {
+			f.torrent.SetPriority(i, swarm.PriorityNone)
+			delete(f.wantedSince, i)
+		}
+	}
+	f.prio = want
+
+	// The origin fills what peers cannot: with no peer connected, everything
+	// in the window, nearest first; with peers, urgent pieces they have not
+	// delivered within the grace period and read-ahead they have not
+	// delivered within four.
+	if now.Before(f.retryAt) {
+		return
+	}
+	var todo []int
+	for _, i := range urgent {
+		if !peers || now.Sub(f.wantedSince[i]) >= f.s.cfg.PeerGrace {
+			todo = append(todo, i)
+		}
+	}
+	for _, i := range ahead {
+		if !peers || now.Sub(f.wantedSince[i]) >= 4*f.s.cfg.PeerGrace {
+			todo = append(todo, i)
+		}
+	}
+	busy := 0
+	for _, b := range f.inflight {
+		if b {
+			busy++
+		}
+	}
+	for _, i := range todo {
+		if busy >= maxOriginFetches {
+			break
+		}
+		if f.inflight[i] {
+			continue
+		}
+		// Extend to a contiguous run of missing pieces, at most maxRunBytes.
+		end := i + 1
+		for end < n && int64(end-i)*f.info.PieceLength < maxRunBytes && !f.inflight[end] && !f.entry.Have(end) && want[end] != 0 {
+			end++
+		}
+		for j := i; j < end; j++ {
+			f.inflight[j] = true
+		}
+		busy++
+		f.s.wg.Go(func() { f.fetchRun(i, end) })
+	}
+}
+
+// fetchRun fetches pieces [first, end) from the origin in one range
+// request, verifying and sealing each piece as it arrives.
+func (f *file) fetchRun(first, end int) {
+	defer func() {
+		f.mu.Lock()
+		for j := first; j < end; j++ {
+			f.inflight[j] = false
+		}
+		f.mu.Unlock()
+		f.poke()
+	}()
+	off, _ := f.info.PieceBounds(first)
+	lastOff, lastN := f.info.PieceBounds(end - 1)
+	body, err := f.s.origin.Range(f.ctx, f.info.Path, off, lastOff+lastN-off, f.info.Size, f.info.ETag)
+	if err != nil {
+		f.originError(err)
+		return
+	}
+	defer body.Close()
+	for i := first; i < end; i++ {
+		_, n := f.info.PieceBounds(i)
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(body, buf); err != nil {
+			f.originError(fmt.Errorf("piece %d from origin: %w", i, err))
+			return
+		}
+		f.stats.originFetched.Add(n)
+		f.s.metrics.OriginFetchedBytes.Add(float64(n))
+		if f.entry.Have(i) { // peers were faster
+			continue
+		}
+		switch err := f.entry.WritePiece(i, buf); {
+		case errors.Is(err, cache.ErrHashMismatch):
+			f.s.metrics.VerificationFailures.WithLabelValues(metrics.SourceOrigin).Inc()
+			f.stats.verifyFailures.Add(1)
+			piece := i
+			f.s.reports.send(report{Kind: reportVerificationFailed, Path: f.info.Path, InfoHash: f.info.InfoHash, Piece: &piece,
+				Detail: "origin bytes do not match the registered piece hash"})
+			f.s.drop(f, fmt.Errorf("piece %d of %s from the origin failed verification: the file changed since it was registered", i, f.info.Path))
+			return
+		case err != nil:
+			f.originError(fmt.Errorf("store piece %d: %w", i, err))
+			return
+		}
+		f.mu.Lock()
+		f.fromOrigin[i] = true
+		f.mu.Unlock()
+		f.s.metrics.PiecesVerified.WithLabelValues(metrics.SourceOrigin).Inc()
+		f.torrent.Sealed(i)
+	}
+}
+
+// originError handles a failed origin fetch: a changed file drops this
+// version; anything else is retried after a pause (peers may still come).
+func (f *file) originError(err error) {
+	if f.ctx.Err() != nil {
+		return
+	}
+	if errors.Is(err, fetch.ErrChanged) || errors.Is(err, fetch.ErrNotFound) {
+		f.s.reports.send(report{Kind: reportHashMismatch, Path: f.info.Path, InfoHash: f.info.InfoHash, Detail: err.Error()})
+		f.s.drop(f, fmt.Errorf("%s changed on the origin since it was registered: %w", f.info.Path, err))
+		return
+	}
+	f.s.log.Warn("origin fetch failed", "path", f.info.Path, "err", err)
+	f.stats.setErr(err)
+	f.mu.Lock()
+	f.retryAt = time.Now().Add(originRetry)
+	f.mu.Unlock()
+}
+
+// source says who supplied piece i, for the byte counters.
+func (f *file) source(i int) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fromOrigin[i] {
+		return metrics.SourceOrigin
+	}
+	return metrics.SourcePeer
+}
+
+// streamReader reads [off, end) of the file for one response, waiting for
+// each piece to be verified, and moves the file's playhead as it goes.
+type streamReader struct {
+	f        *file
+	ctx      context.Context
+	off, end int64
+	head     int
+}
+
+var _ io.ReadCloser = (*streamReader)(nil)
+
+func (f *file) newReader(ctx context.Context, off, n int64) *streamReader {
+	r := &streamReader{f: f, ctx: ctx, off: off, end: off + n, head: -1}
+	r.moveHead(int(off / f.info.PieceLength))
+	return r
+}
+
+func (r *streamReader) moveHead(i int) {
+	if i == r.head {
+		return
+	}
+	r.head = i
+	r.f.mu.Lock()
+	r.f.heads[r] = i
+	r.f.mu.Unlock()
+	r.f.poke()
+}
+
+func (r *streamReader) Read(p []byte) (int, error) {
+	if r.off >= r.end {
+		return 0, io.EOF
+	}
+	f := r.f
+	i := int(r.off / f.info.PieceLength)
+	r.moveHead(i)
+	src := metrics.SourceCache
+	if !f.entry.Have(i) {
+		if err := r.wait(i); err != nil {
+			return 0, err
+		}
+		src = f.source(i)
+	}
+	pOff, pLen := f.info.PieceBounds(i)
+	n := min(int64(len(p)), pOff+pLen-r.off, r.end-r.off)
+	m, err := f.entry.ReadAt(p[:n], r.off)
+	r.off += int64(m)
+	f.s.served(f.stats, src, int64(m))
+	if err == io.EOF && r.off == r.end {
+		err = nil
+	}
+	return m, err
+}
+
+// wait blocks until piece i is verified, the request ends, the file is
+// dropped, or no byte arrived for StallTimeout.
+func (r *streamReader) wait(i int) error {
+	ctx, cancel := context.WithTimeoutCause(r.ctx, r.f.s.cfg.StallTimeout,
+		fmt.Errorf("no source delivered piece %d of %s within %s", i, r.f.info.Path, r.f.s.cfg.StallTimeout))
+	defer cancel()
+	stop := context.AfterFunc(r.f.ctx, cancel)
+	defer stop()
+	if err := r.f.entry.Wait(ctx, i); err != nil {
+		if cause := context.Cause(r.f.ctx); cause != nil {
+			return cause
+		}
+		if cause := context.Cause(ctx); cause != nil {
+			return cause
+		}
+		return err
+	}
+	return nil
+}
+
+func (r *streamReader) Close() error {
+	r.f.mu.Lock()
+	delete(r.f.heads, r)
+	r.f.mu.Unlock()
+	r.f.poke()
+	return nil
+}

@@ -1,0 +1,29 @@
+package proxy
+
+import (
+	"context"
+	"net"
+
+	"github.com/p2sp/p2sp/internal/httpapi"
+)
+
+// Run starts a proxy on cfg.Listen and serves until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	s, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	ln, err := httpapi.Listen(ctx, s.cfg.Listen)
+	if err != nil {
+		return err
+	}
+	s.log.Info("proxy listening", "url", httpapi.URL(ln), "bt_port", s.BTPort(), "cache", s.cfg.CacheDir, "cache_size", s.cfg.CacheSize)
+	return s.Serve(ctx, ln)
+}
+
+// Serve answers players on ln until ctx ends. The caller closes the
+// Server afterwards.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	return httpapi.Serve(ctx, ln, s.Handler())
+}

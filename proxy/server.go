@@ -1,0 +1,217 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/p2sp/p2sp/internal/cache"
+	"github.com/p2sp/p2sp/internal/fetch"
+	"github.com/p2sp/p2sp/internal/fileinfo"
+	"github.com/p2sp/p2sp/internal/httpapi"
+	"github.com/p2sp/p2sp/internal/swarm"
+	"github.com/p2sp/p2sp/metrics"
+)
+
+// Server is a running proxy: its cache, its BitTorrent client and the
+// files it holds open.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	cache   *cache.Cache
+	swarm   *swarm.Swarm
+	tracker *trackerClient
+	origin  *fetch.Origin
+	reports *reporter
+	staging *staging
+	metrics *metrics.Proxy
+	health  httpapi.Health
+
+	// ctx is the owner of every background goroutine; Close cancels it and
+	// waits for wg.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	files map[string]*file      // by infohash
+	stats map[string]*fileStats // by path, kept across versions
+}
+
+// New opens the cache (re-verifying what it holds) and starts the
+// BitTorrent client.
+func New(cfg Config) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		cfg: cfg, log: cfg.Logger.With("component", "proxy"),
+		tracker: &trackerClient{base: cfg.TrackerURL, client: cfg.HTTPClient},
+		origin:  &fetch.Origin{Base: cfg.OriginURL, Client: cfg.HTTPClient},
+		metrics: metrics.NewProxy(cfg.Registry),
+		ctx:     ctx, cancel: cancel,
+		files: map[string]*file{},
+		stats: map[string]*fileStats{},
+	}
+	s.reports = &reporter{
+		targets: []string{cfg.TrackerURL, cfg.OriginURL}, client: cfg.HTTPClient,
+		log: s.log, wg: &s.wg, ctx: ctx, last: map[[2]string]time.Time{},
+	}
+	s.cache, err = cache.Open(ctx, cache.Config{
+		Dir:      filepath.Join(cfg.CacheDir, "files"),
+		Capacity: cfg.CacheSize,
+		OnEvict:  s.evicted,
+	})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("open cache: %w", err)
+	}
+	s.staging, err = newStaging(filepath.Join(cfg.CacheDir, "staging"))
+	if err != nil {
+		cancel()
+		s.cache.Close()
+		return nil, err
+	}
+	s.swarm, err = swarm.New(swarm.Config{
+		Listen:  cfg.BTListen,
+		Storage: s.cache,
+		DataDir: filepath.Join(cfg.CacheDir, "bt"),
+		Logger:  s.log.With("component", "bittorrent"),
+	})
+	if err != nil {
+		cancel()
+		s.cache.Close()
+		return nil, err
+	}
+	// Seed what the cache already holds.
+	for _, e := range s.cache.Entries() {
+		if e.HaveCount() == 0 {
+			continue
+		}
+		if _, err := s.activate(e.Info(), e); err != nil {
+			s.log.Warn("cannot seed cached file", "path", e.Info().Path, "err", err)
+		}
+	}
+	s.health.SetReady(func() error { return nil })
+	return s, nil
+}
+
+// Close stops the background work, the swarm and the cache.
+func (s *Server) Close() error {
+	s.cancel()
+	errs := []error{s.swarm.Close()}
+	s.wg.Wait()
+	errs = append(errs, s.cache.Close())
+	return errors.Join(errs...)
+}
+
+// BTPort is the port peers connect to.
+func (s *Server) BTPort() int { return s.swarm.Port() }
+
+// Handler routes the proxy's HTTP API.
+func (s *Server) Handler() http.Handler {
+	e := httpapi.NewEngine()
+	s.health.Register(e)
+	e.GET("/metrics", gin.WrapH(metrics.Handler(s.cfg.Registry)))
+	e.GET("/v1/status", httpapi.Handle(s.handleStatus))
+	e.GET("/stream/*path", httpapi.Handle(s.handleStream))
+	e.HEAD("/stream/*path", httpapi.Handle(s.handleStream))
+	return e
+}
+
+// statsFor returns the counters of a path.
+func (s *Server) statsFor(path string) *fileStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.statsLocked(path)
+}
+
+// served counts bytes sent to a player.
+func (s *Server) served(st *fileStats, source string, n int64) {
+	if n <= 0 {
+		return
+	}
+	switch source {
+	case metrics.SourceCache:
+		st.cacheBytes.Add(n)
+	case metrics.SourcePeer:
+		st.peerBytes.Add(n)
+	case metrics.SourceOrigin:
+		st.originBytes.Add(n)
+	}
+	s.metrics.BytesServed.WithLabelValues(source).Add(float64(n))
+}
+
+// activate returns the open file for info, joining its torrent and
+// starting its scheduler the first time.
+func (s *Server) activate(info *fileinfo.Info, entry *cache.Entry) (*file, error) {
+	s.mu.Lock()
+	f, ok := s.files[info.InfoHash]
+	s.mu.Unlock()
+	if ok {
+		return f, nil
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	t, err := s.swarm.Open(ctx, info, s.cfg.TrackerURL+"/announce", info.Peers)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f, ok := s.files[info.InfoHash]; ok {
+		return f, nil
+	}
+	f = newFile(s, info, entry, t, s.statsLocked(info.Path))
+	if len(info.Peers) > 0 {
+		f.peersUntil = time.Now().Add(time.Second)
+	}
+	s.files[info.InfoHash] = f
+	s.wg.Go(f.run)
+	return f, nil
+}
+
+func (s *Server) statsLocked(path string) *fileStats {
+	st, ok := s.stats[path]
+	if !ok {
+		st = &fileStats{}
+		s.stats[path] = st
+	}
+	return st
+}
+
+// drop closes a file version for good: readers get err, the torrent is
+// left and the cache entry removed, so the next request asks the tracker
+// again.
+func (s *Server) drop(f *file, err error) {
+	s.log.Warn("dropping file", "path", f.info.Path, "infohash", f.info.InfoHash, "err", err)
+	f.fail(err)
+	s.mu.Lock()
+	if s.files[f.info.InfoHash] == f {
+		delete(s.files, f.info.InfoHash)
+	}
+	s.mu.Unlock()
+	s.swarm.Drop(f.info.InfoHash)
+	s.cache.Remove(f.info.InfoHash)
+}
+
+// evicted is the cache's callback: the entry is gone, so is its torrent.
+func (s *Server) evicted(infohash string) {
+	s.mu.Lock()
+	f, ok := s.files[infohash]
+	delete(s.files, infohash)
+	s.mu.Unlock()
+	if ok {
+		f.cancel(errors.New("evicted from the cache"))
+	}
+	s.swarm.Drop(infohash)
+}

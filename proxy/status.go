@@ -1,0 +1,111 @@
+package proxy
+
+import (
+	"net/http"
+	"sort"
+
+	"github.com/gin-gonic/gin"
+)
+
+// fileStatus is one path's line in /v1/status.
+type fileStatus struct {
+	Path           string `json:"path"`
+	InfoHash       string `json:"infohash,omitempty"`
+	Size           int64  `json:"size"`
+	PiecesTotal    int    `json:"pieces_total"`
+	PiecesHeld     int    `json:"pieces_held"`
+	Complete       bool   `json:"complete"`
+	Peers          int    `json:"peers"`
+	PeerBytes      int64  `json:"peer_bytes"`
+	OriginBytes    int64  `json:"origin_bytes"`
+	CacheBytes     int64  `json:"cache_bytes"`
+	OriginFetched  int64  `json:"origin_fetched_bytes"`
+	UploadedBytes  int64  `json:"uploaded_bytes"`
+	VerifyFailures int64  `json:"verification_failures"`
+	// OriginShare is origin bytes over all bytes served for this path.
+	OriginShare float64 `json:"origin_share"`
+	Error       string  `json:"error,omitempty"`
+}
+
+// status is the whole of /v1/status.
+type status struct {
+	Files       []fileStatus `json:"files"`
+	Total       fileStatus   `json:"total"`
+	BannedPeers []string     `json:"banned_peers"`
+	Cache       struct {
+		Bytes     int64 `json:"bytes"`
+		Capacity  int64 `json:"capacity"`
+		Entries   int   `json:"entries"`
+		Evictions int64 `json:"evictions"`
+	} `json:"cache"`
+	BTPort int `json:"bt_port"`
+}
+
+func (s *Server) handleStatus(c *gin.Context) error {
+	c.JSON(http.StatusOK, s.status())
+	return nil
+}
+
+func (s *Server) status() status {
+	var out status
+	byPath := map[string]*fileStatus{}
+	s.mu.Lock()
+	for p, st := range s.stats {
+		fs := &fileStatus{
+			Path: p, PeerBytes: st.peerBytes.Load(), OriginBytes: st.originBytes.Load(),
+			CacheBytes: st.cacheBytes.Load(), OriginFetched: st.originFetched.Load(),
+			VerifyFailures: st.verifyFailures.Load(),
+		}
+		if e := st.lastErr.Load(); e != nil {
+			fs.Error = *e
+		}
+		byPath[p] = fs
+	}
+	files := make([]*file, 0, len(s.files))
+	for _, f := range s.files {
+		files = append(files, f)
+	}
+	s.mu.Unlock()
+	for _, e := range s.cache.Entries() {
+		fs, ok := byPath[e.Info().Path]
+		if !ok {
+			fs = &fileStatus{Path: e.Info().Path}
+			byPath[fs.Path] = fs
+		}
+		fs.InfoHash, fs.Size = e.Info().InfoHash, e.Info().Size
+		fs.PiecesTotal, fs.PiecesHeld, fs.Complete = e.Info().NumPieces(), e.HaveCount(), e.Complete()
+	}
+	for _, f := range files {
+		if fs, ok := byPath[f.info.Path]; ok && fs.InfoHash == f.info.InfoHash {
+			ts := f.torrent.Stats()
+			fs.Peers, fs.UploadedBytes = ts.Peers, ts.UploadedBytes
+			fs.VerifyFailures += ts.BadPieces
+		}
+	}
+	for _, fs := range byPath {
+		if all := fs.PeerBytes + fs.OriginBytes + fs.CacheBytes; all > 0 {
+			fs.OriginShare = float64(fs.OriginBytes) / float64(all)
+		}
+		t := &out.Total
+		t.Size += fs.Size
+		t.PiecesTotal += fs.PiecesTotal
+		t.PiecesHeld += fs.PiecesHeld
+		t.Peers += fs.Peers
+		t.PeerBytes += fs.PeerBytes
+		t.OriginBytes += fs.OriginBytes
+		t.CacheBytes += fs.CacheBytes
+		t.OriginFetched += fs.OriginFetched
+		t.UploadedBytes += fs.UploadedBytes
+		t.VerifyFailures += fs.VerifyFailures
+		out.Files = append(out.Files, *fs)
+	}
+	if all := out.Total.PeerBytes + out.Total.OriginBytes + out.Total.CacheBytes; all > 0 {
+		out.Total.OriginShare = float64(out.Total.OriginBytes) / float64(all)
+	}
+	sort.Slice(out.Files, func(i, j int) bool { return out.Files[i].Path < out.Files[j].Path })
+	out.BannedPeers = s.swarm.BannedIPs()
+	cs := s.cache.Stats()
+	out.Cache.Bytes, out.Cache.Capacity, out.Cache.Entries, out.Cache.Evictions = cs.Bytes, cs.Capacity, cs.Entries, cs.Evictions
+	out.BTPort = s.swarm.Port()
+	return out
+}

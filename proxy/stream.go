@@ -1,0 +1,171 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"path"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/p2sp/p2sp/internal/byterange"
+	"github.com/p2sp/p2sp/internal/cache"
+	"github.com/p2sp/p2sp/internal/fetch"
+	"github.com/p2sp/p2sp/internal/fileinfo"
+	"github.com/p2sp/p2sp/internal/httpapi"
+	"github.com/p2sp/p2sp/metrics"
+)
+
+// handleStream serves /stream/{path}: a complete cache entry from disk with
+// no network; otherwise the file's torrent, fed by peers and the origin;
+// a file the tracker does not know, from the origin alone.
+func (s *Server) handleStream(c *gin.Context) error {
+	p, err := fileinfo.CleanPath(c.Param("path"))
+	if err != nil {
+		return httpapi.Errorf(http.StatusBadRequest, "bad path: %w", err)
+	}
+	ctx := c.Request.Context()
+	cached, hit := s.cache.Lookup(p)
+	if hit {
+		defer cached.Release()
+		if cached.Complete() {
+			return s.serveCached(c, cached)
+		}
+	}
+	info, err := s.tracker.fileInfo(ctx, p)
+	switch {
+	case errors.Is(err, errUnknownFile):
+		return s.passThrough(c, p)
+	case err != nil && hit:
+		// The tracker is away: keep going with the info the cache kept and
+		// the peers the swarm already knows.
+		s.log.Warn("tracker lookup failed, using cached info", "path", p, "err", err)
+		info = cached.Info()
+	case err != nil:
+		return httpapi.Errorf(http.StatusBadGateway, "%w", err)
+	}
+	entry, err := s.cache.Create(info)
+	if errors.Is(err, cache.ErrNoSpace) {
+		s.log.Warn("no room in the cache, streaming from the origin", "path", p, "size", info.Size)
+		return s.serveOrigin(c, p, nil)
+	}
+	if err != nil {
+		return httpapi.Errorf(http.StatusInternalServerError, "cache: %w", err)
+	}
+	defer entry.Release()
+	f, err := s.activate(info, entry)
+	if err != nil {
+		return httpapi.Errorf(http.StatusInternalServerError, "%w", err)
+	}
+	return s.serve(c, info, func(ctx context.Context, off, n int64) (io.Reader, error) {
+		return f.newReader(ctx, off, n), nil
+	})
+}
+
+// serveCached answers from a complete, verified entry.
+func (s *Server) serveCached(c *gin.Context, e *cache.Entry) error {
+	st := s.statsFor(e.Info().Path)
+	return s.serve(c, e.Info(), func(_ context.Context, off, n int64) (io.Reader, error) {
+		return &countingReader{r: io.NewSectionReader(e, off, n), count: func(k int64) { s.served(st, metrics.SourceCache, k) }}, nil
+	})
+}
+
+// serve answers with the project's one range implementation.
+func (s *Server) serve(c *gin.Context, info *fileinfo.Info, open func(context.Context, int64, int64) (io.Reader, error)) error {
+	err := byterange.Serve(c.Writer, c.Request, &byterange.Content{
+		Size:        info.Size,
+		ModTime:     info.ModTime,
+		ETag:        info.ETag,
+		ContentType: contentType(info.Path),
+		Name:        path.Base(info.Path),
+		Open:        open,
+	})
+	if err != nil {
+		s.statsFor(info.Path).setErr(err)
+		if c.Request.Context().Err() == nil {
+			s.log.Warn("stream failed", "path", info.Path, "err", err)
+		}
+		return httpapi.Errorf(http.StatusBadGateway, "%w", err)
+	}
+	return nil
+}
+
+func contentType(p string) string {
+	if t := mime.TypeByExtension(path.Ext(p)); t != "" {
+		return t
+	}
+	return ""
+}
+
+// countingReader counts what passes through it.
+type countingReader struct {
+	r     io.Reader
+	count func(int64)
+}
+
+func (cr *countingReader) Read(p []byte) (int, error) {
+	n, err := cr.r.Read(p)
+	cr.count(int64(n))
+	return n, err
+}
+
+// serveOrigin streams a file from the origin alone, range by range,
+// keeping what passes in st (when not nil) for later adoption.
+func (s *Server) serveOrigin(c *gin.Context, p string, st *staging) error {
+	ctx := c.Request.Context()
+	meta, err := s.origin.Head(ctx, p)
+	if errors.Is(err, fetch.ErrNotFound) {
+		return httpapi.Errorf(http.StatusNotFound, "%s: no such file", p)
+	}
+	if err != nil {
+		return httpapi.Errorf(http.StatusBadGateway, "%w", err)
+	}
+	stats := s.statsFor(p)
+	var keep *stagedFile
+	if st != nil {
+		keep = st.file(p, meta)
+	}
+	err = byterange.Serve(c.Writer, c.Request, &byterange.Content{
+		Size: meta.Size, ModTime: meta.ModTime, ETag: meta.ETag,
+		ContentType: meta.ContentType, Name: path.Base(p),
+		Open: func(ctx context.Context, off, n int64) (io.Reader, error) {
+			body, err := s.origin.Range(ctx, p, off, n, meta.Size, meta.ETag)
+			if err != nil {
+				if errors.Is(err, fetch.ErrChanged) {
+					s.reports.send(report{Kind: reportHashMismatch, Path: p, Detail: err.Error()})
+				}
+				return nil, err
+			}
+			return &originBody{ReadCloser: body, off: off, keep: keep, count: func(k int64) {
+				s.served(stats, metrics.SourceOrigin, k)
+				s.metrics.OriginFetchedBytes.Add(float64(k))
+			}}, nil
+		},
+	})
+	if err != nil {
+		stats.setErr(err)
+		return httpapi.Errorf(http.StatusBadGateway, "%w", err)
+	}
+	return nil
+}
+
+// originBody passes origin bytes to the player, counting them and keeping
+// a copy in a staged file.
+type originBody struct {
+	io.ReadCloser
+	off   int64
+	keep  *stagedFile
+	count func(int64)
+}
+
+func (b *originBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		b.count(int64(n))
+		b.keep.write(p[:n], b.off)
+		b.off += int64(n)
+	}
+	return n, err
+}

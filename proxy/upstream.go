@@ -1,0 +1,139 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/p2sp/p2sp/internal/fileinfo"
+)
+
+// errUnknownFile is the tracker's 404: the file is not registered (yet).
+var errUnknownFile = errors.New("file not registered with the tracker")
+
+// trackerClient asks the tracker for file info.
+type trackerClient struct {
+	base   string
+	client *http.Client
+}
+
+// lookupTimeout bounds a tracker lookup: the player is waiting.
+const lookupTimeout = 3 * time.Second
+
+// fileInfo fetches and validates a file's info, with its current peers.
+func (tc *trackerClient) fileInfo(ctx context.Context, path string) (*fileinfo.Info, error) {
+	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, tc.base+"/v1/files/"+fileinfo.EscapePath(path), nil)
+	if err != nil {
+		return nil, fmt.Errorf("tracker lookup %s: %w", path, err)
+	}
+	resp, err := tc.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("tracker lookup %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		return nil, fmt.Errorf("tracker lookup %s: %w", path, errUnknownFile)
+	default:
+		return nil, fmt.Errorf("tracker lookup %s: tracker answered %s", path, resp.Status)
+	}
+	var fi fileinfo.Info
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&fi); err != nil {
+		return nil, fmt.Errorf("tracker lookup %s: decode: %w", path, err)
+	}
+	if err := fi.Validate(); err != nil {
+		return nil, fmt.Errorf("tracker lookup %s: %w", path, err)
+	}
+	if fi.Path != path {
+		return nil, fmt.Errorf("tracker lookup %s: answered for %q", path, fi.Path)
+	}
+	return &fi, nil
+}
+
+// Report kinds, as the tracker and origin accept them.
+const (
+	reportUnknownFile        = "unknown_file"
+	reportVerificationFailed = "verification_failed"
+	reportHashMismatch       = "hash_mismatch"
+)
+
+// report is what the proxy tells the server side.
+type report struct {
+	Kind     string `json:"kind"`
+	Path     string `json:"path"`
+	InfoHash string `json:"infohash,omitempty"`
+	Piece    *int   `json:"piece,omitempty"`
+	Detail   string `json:"detail,omitempty"`
+}
+
+// reporter sends reports to the tracker and the origin, at most one per
+// kind and path a minute, in the background.
+type reporter struct {
+	targets []string
+	client  *http.Client
+	log     *slog.Logger
+	wg      *sync.WaitGroup
+	ctx     context.Context
+
+	mu   sync.Mutex
+	last map[[2]string]time.Time
+}
+
+const reportEvery = time.Minute
+
+func (r *reporter) send(rep report) {
+	key := [2]string{rep.Kind, rep.Path}
+	r.mu.Lock()
+	if t, ok := r.last[key]; ok && time.Since(t) < reportEvery {
+		r.mu.Unlock()
+		return
+	}
+	r.last[key] = time.Now()
+	r.mu.Unlock()
+	if len(rep.Detail) > 1000 {
+		rep.Detail = rep.Detail[:1000]
+	}
+	body, err := json.Marshal(rep)
+	if err != nil {
+		r.log.Error("encode report", "err", err)
+		return
+	}
+	r.log.Warn("reporting", "kind", rep.Kind, "path", rep.Path, "detail", rep.Detail)
+	for _, base := range r.targets {
+		r.wg.Go(func() {
+			ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
+			defer cancel()
+			if err := r.post(ctx, base+"/v1/reports", body); err != nil {
+				r.log.Warn("report not delivered", "to", base, "err", err)
+			}
+		})
+	}
+}
+
+func (r *reporter) post(ctx context.Context, url string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("post %s: %w", url, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("post %s: %w", url, err)
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("post %s: %s", url, resp.Status)
+	}
+	return nil
+}

@@ -1,0 +1,79 @@
+package tracker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/p2sp/p2sp/metrics"
+)
+
+// Config configures a tracker. The zero value of every field but Token and
+// DataDir means "use the default".
+type Config struct {
+	// Listen is the TCP address Run listens on; default ":7070".
+	Listen string
+	// DataDir holds registry.db. Required.
+	DataDir string
+	// Token is the shared secret that registering files and reading
+	// reports need, sent as "Authorization: Bearer <Token>". Required: a
+	// tracker anyone can register files with would point proxies anywhere.
+	Token string
+	// PublicURL is the base URL written into a .torrent's announce key,
+	// e.g. "http://tracker.example:7070"; "" derives it from each request's
+	// Host header.
+	PublicURL string
+	// AnnounceInterval is the interval announce answers ask clients to
+	// keep; default 30s.
+	AnnounceInterval time.Duration
+	// PeerTTL is how long a peer stays in a swarm without announcing;
+	// default 3*AnnounceInterval.
+	PeerTTL time.Duration
+	// Registry receives the tracker's metrics; nil means a fresh
+	// metrics.NewRegistry().
+	Registry *prometheus.Registry
+	// Logger logs reports and failures; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// withDefaults returns c with every default applied, or an error saying
+// which field is wrong. It is the only place defaults live.
+func (c Config) withDefaults() (Config, error) {
+	if c.Token == "" {
+		return c, errors.New("tracker: a token is required")
+	}
+	if c.DataDir == "" {
+		return c, errors.New("tracker: a data directory is required")
+	}
+	if c.Listen == "" {
+		c.Listen = ":7070"
+	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return c, fmt.Errorf("tracker: public URL %q is not an http(s) base URL", c.PublicURL)
+		}
+		c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	}
+	if c.AnnounceInterval < 0 || c.PeerTTL < 0 {
+		return c, errors.New("tracker: announce interval and peer TTL must not be negative")
+	}
+	if c.AnnounceInterval == 0 {
+		c.AnnounceInterval = 30 * time.Second
+	}
+	if c.PeerTTL == 0 {
+		c.PeerTTL = 3 * c.AnnounceInterval
+	}
+	if c.Registry == nil {
+		c.Registry = metrics.NewRegistry()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}

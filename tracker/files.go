@@ -1,0 +1,161 @@
+package tracker
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/p2sp/p2sp/internal/fileinfo"
+	"github.com/p2sp/p2sp/internal/httpapi"
+)
+
+// maxInfoBody bounds a registration: a file at fileinfo.MaxPieces pieces
+// has 20 MiB of hashes, but real files (PieceLengthFor keeps them near 4096
+// pieces) need a few hundred KiB.
+const maxInfoBody = 8 << 20
+
+// postFile registers (or replaces) one file's info.
+func (s *Server) postFile(c *gin.Context) error {
+	var fi fileinfo.Info
+	if err := readJSON(c, maxInfoBody, &fi); err != nil {
+		return err
+	}
+	fi.Peers = nil
+	if err := fi.Validate(); err != nil {
+		return httpapi.Errorf(http.StatusBadRequest, "%w", err)
+	}
+	// Store the canonical forms, which the lookups use.
+	fi.Path, _ = fileinfo.CleanPath(fi.Path)
+	fi.InfoHash = strings.ToLower(fi.InfoHash)
+	created, err := s.register(&fi)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	c.JSON(status, &fi)
+	return nil
+}
+
+// register stores fi and moves its path from its old swarm, if the file
+// changed, to its new one. created reports whether the path is new.
+func (s *Server) register(fi *fileinfo.Info) (created bool, err error) {
+	h, err := parseHash(fi.InfoHash)
+	if err != nil {
+		return false, err
+	}
+	s.regMu.Lock()
+	defer s.regMu.Unlock()
+	old, err := s.reg.put(fi)
+	if err != nil {
+		return false, err
+	}
+	// Retain before release: re-registering the same bytes must keep
+	// their swarm.
+	s.swarms.retain(h)
+	if old == nil {
+		s.metrics.Torrents.Inc()
+	} else if oh, err := parseHash(old.InfoHash); err == nil {
+		s.swarms.release(oh)
+	}
+	s.log.Info("file registered", "path", fi.Path, "infohash", fi.InfoHash, "size", fi.Size,
+		"replaced", old != nil && old.InfoHash != fi.InfoHash)
+	return old == nil, nil
+}
+
+// lookup finds the registered info of the request's path parameter.
+func (s *Server) lookup(c *gin.Context) (*fileinfo.Info, error) {
+	p, err := fileinfo.CleanPath(c.Param("path"))
+	if err != nil {
+		return nil, httpapi.Errorf(http.StatusBadRequest, "%w", err)
+	}
+	fi, err := s.reg.get(p)
+	if errors.Is(err, errNotFound) {
+		return nil, httpapi.Errorf(http.StatusNotFound, "%s: %w", p, errNotFound)
+	}
+	return fi, err
+}
+
+// getFile answers a file's info with its current peers.
+func (s *Server) getFile(c *gin.Context) error {
+	fi, err := s.lookup(c)
+	if err != nil {
+		return err
+	}
+	h, err := parseHash(fi.InfoHash)
+	if err != nil {
+		return err
+	}
+	for _, p := range s.swarms.sample(h, MaxNumWant, time.Now()) {
+		fi.Peers = append(fi.Peers, fileinfo.Peer{IP: p.addr.Addr().String(), Port: int(p.addr.Port())})
+	}
+	c.JSON(http.StatusOK, fi)
+	return nil
+}
+
+// listFiles answers every registered info, without peers.
+func (s *Server) listFiles(c *gin.Context) error {
+	out := []*fileinfo.Info{}
+	err := s.reg.each(func(fi *fileinfo.Info) error {
+		out = append(out, fi)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("list files: %w", err)
+	}
+	c.JSON(http.StatusOK, out)
+	return nil
+}
+
+// getTorrent answers a file's BEP 3 .torrent, announcing to this tracker
+// with the origins as BEP 19 web seeds.
+func (s *Server) getTorrent(c *gin.Context) error {
+	fi, err := s.lookup(c)
+	if err != nil {
+		return err
+	}
+	mi, err := fi.MetaInfo(s.announceURL(c.Request))
+	if err != nil {
+		return fmt.Errorf("torrent of %s: %w", fi.Path, err)
+	}
+	var buf bytes.Buffer
+	if err := mi.Write(&buf); err != nil {
+		return fmt.Errorf("encode torrent of %s: %w", fi.Path, err)
+	}
+	c.Header("Content-Disposition", mime.FormatMediaType("attachment",
+		map[string]string{"filename": fi.TorrentName() + ".torrent"}))
+	c.Data(http.StatusOK, "application/x-bittorrent", buf.Bytes())
+	return nil
+}
+
+// announceURL is this tracker's announce URL as the client should see it.
+func (s *Server) announceURL(r *http.Request) string {
+	if s.cfg.PublicURL != "" {
+		return s.cfg.PublicURL + "/announce"
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + "/announce"
+}
+
+// parseHash decodes a 40-digit hex infohash.
+func parseHash(s string) ([20]byte, error) {
+	var h [20]byte
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != len(h) {
+		return h, fmt.Errorf("infohash %q is not 40 hex digits", s)
+	}
+	copy(h[:], b)
+	return h, nil
+}

@@ -1,0 +1,109 @@
+package tracker
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/p2sp/p2sp/internal/fileinfo"
+)
+
+// errNotFound is returned for a path nobody registered.
+var errNotFound = errors.New("file not registered")
+
+var filesBucket = []byte("files")
+
+// registry persists file path → fileinfo.Info (as JSON) in a bbolt file.
+// It knows nothing of swarms: the Server keeps the two in step.
+type registry struct {
+	db *bolt.DB
+}
+
+// openRegistry opens (creating if needed) dataDir/registry.db.
+func openRegistry(dataDir string) (*registry, error) {
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	p := filepath.Join(dataDir, "registry.db")
+	// The timeout turns a second tracker on the same data dir into an
+	// error instead of a hang on the file lock.
+	db, err := bolt.Open(p, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open registry %s: %w", p, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(filesBucket)
+		return err
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("init registry %s: %w", p, err)
+	}
+	return &registry{db: db}, nil
+}
+
+// put stores fi under fi.Path and returns the record it replaced, if any.
+func (r *registry) put(fi *fileinfo.Info) (old *fileinfo.Info, err error) {
+	b, err := json.Marshal(fi)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", fi.Path, err)
+	}
+	err = r.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(filesBucket)
+		if prev := bk.Get([]byte(fi.Path)); prev != nil {
+			old = new(fileinfo.Info)
+			if err := json.Unmarshal(prev, old); err != nil {
+				return fmt.Errorf("decode stored %s: %w", fi.Path, err)
+			}
+		}
+		return bk.Put([]byte(fi.Path), b)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("register %s: %w", fi.Path, err)
+	}
+	return old, nil
+}
+
+// get returns the record of path p, or errNotFound.
+func (r *registry) get(p string) (*fileinfo.Info, error) {
+	var fi *fileinfo.Info
+	err := r.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(filesBucket).Get([]byte(p))
+		if v == nil {
+			return errNotFound
+		}
+		fi = new(fileinfo.Info)
+		return json.Unmarshal(v, fi)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("look up %s: %w", p, err)
+	}
+	return fi, nil
+}
+
+// each calls fn with every record in path order, stopping at fn's first
+// error.
+func (r *registry) each(fn func(*fileinfo.Info) error) error {
+	return r.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(filesBucket).ForEach(func(k, v []byte) error {
+			fi := new(fileinfo.Info)
+			if err := json.Unmarshal(v, fi); err != nil {
+				return fmt.Errorf("decode stored %s: %w", k, err)
+			}
+			return fn(fi)
+		})
+	})
+}
+
+// close closes the bbolt file.
+func (r *registry) close() error {
+	if err := r.db.Close(); err != nil {
+		return fmt.Errorf("close registry: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,203 @@
+package tracker
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/p2sp/p2sp/internal/fileinfo"
+	"github.com/p2sp/p2sp/internal/httpapi"
+	"github.com/p2sp/p2sp/metrics"
+)
+
+// Rate limits per remote address (per /64 for IPv6). A client announces
+// every AnnounceInterval per torrent, so 20/s leaves room for a proxy with
+// many files starting at once; reports come only when something is wrong.
+const (
+	announceRate   = 20
+	announceBurst  = 40
+	reportRate     = 5
+	reportBurst    = 20
+	maxLimitedAddr = 10000
+)
+
+// Server is a running tracker: the registry, the swarms, the reports and
+// their HTTP handler.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics.Tracker
+
+	// regMu orders registrations, so that the registry and the swarms'
+	// reference counts change together.
+	regMu sync.Mutex
+	reg   *registry
+
+	swarms       *swarms
+	limits       *limiters // announce and scrape
+	reportLimits *limiters
+	reports      reportLog
+
+	health  httpapi.Health
+	handler http.Handler
+	open    atomic.Bool
+
+	stop      context.CancelFunc
+	done      chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New opens the registry in cfg.DataDir and starts the tracker's peer
+// sweeper, which runs until ctx ends or Close is called.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	reg, err := openRegistry(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("tracker: %w", err)
+	}
+	m := metrics.NewTracker(cfg.Registry)
+	s := &Server{
+		cfg:          cfg,
+		log:          cfg.Logger,
+		metrics:      m,
+		reg:          reg,
+		swarms:       newSwarms(cfg.PeerTTL, m.Peers),
+		limits:       newLimiters(announceRate, announceBurst, maxLimitedAddr),
+		reportLimits: newLimiters(reportRate, reportBurst, maxLimitedAddr),
+		done:         make(chan struct{}),
+	}
+	n := 0
+	err = reg.each(func(fi *fileinfo.Info) error {
+		h, err := parseHash(fi.InfoHash)
+		if err != nil {
+			return fmt.Errorf("stored %s: %w", fi.Path, err)
+		}
+		s.swarms.retain(h)
+		n++
+		return nil
+	})
+	if err != nil {
+		reg.close()
+		return nil, fmt.Errorf("tracker: load registry: %w", err)
+	}
+	m.Torrents.Set(float64(n))
+	s.open.Store(true)
+	s.health.SetReady(func() error {
+		if !s.open.Load() {
+			return errors.New("registry closed")
+		}
+		return nil
+	})
+	s.handler = s.routes()
+
+	ctx, s.stop = context.WithCancel(ctx)
+	go s.sweepLoop(ctx)
+	s.log.Info("tracker ready", "data_dir", cfg.DataDir, "files", n)
+	return s, nil
+}
+
+// Handler is the tracker's HTTP API.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Close stops the sweeper and closes the registry. Call it after the
+// HTTP server has stopped.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.stop()
+		<-s.done
+		s.open.Store(false)
+		s.closeErr = s.reg.close()
+	})
+	return s.closeErr
+}
+
+func (s *Server) routes() http.Handler {
+	e := httpapi.NewEngine()
+	s.health.Register(e)
+	e.GET("/metrics", gin.WrapH(metrics.Handler(s.cfg.Registry)))
+	auth := httpapi.Handle(s.requireToken)
+
+	e.POST("/v1/files", auth, httpapi.Handle(s.postFile))
+	e.GET("/v1/files", httpapi.Handle(s.listFiles))
+	e.GET("/v1/files/*path", httpapi.Handle(s.getFile))
+	e.GET("/v1/torrents/*path", httpapi.Handle(s.getTorrent))
+
+	e.GET("/announce", s.announce)
+	e.GET("/scrape", s.scrape)
+
+	e.POST("/v1/reports", httpapi.Handle(s.postReport))
+	e.GET("/v1/reports", auth, httpapi.Handle(s.getReports))
+	return e
+}
+
+// sweepLoop expires silent peers and idle rate-limit buckets until ctx
+// ends.
+func (s *Server) sweepLoop(ctx context.Context) {
+	defer close(s.done)
+	t := time.NewTicker(max(s.cfg.PeerTTL/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			s.swarms.sweep(now)
+			s.limits.prune(now)
+			s.reportLimits.prune(now)
+		}
+	}
+}
+
+// requireToken refuses a request without "Authorization: Bearer <Token>".
+// Both sides are hashed first so that the comparison takes the same time
+// whatever the length of the guess.
+func (s *Server) requireToken(c *gin.Context) error {
+	got := sha256.Sum256([]byte(c.GetHeader("Authorization")))
+	want := sha256.Sum256([]byte("Bearer " + s.cfg.Token))
+	if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+		c.Header("WWW-Authenticate", `Bearer realm="p2sp-tracker"`)
+		return httpapi.Errorf(http.StatusUnauthorized, "missing or wrong bearer token")
+	}
+	return nil
+}
+
+// readJSON decodes a JSON body of at most limit bytes into v.
+func readJSON(c *gin.Context, limit int64, v any) error {
+	b, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return httpapi.Errorf(http.StatusRequestEntityTooLarge, "body larger than %d bytes", limit)
+		}
+		return httpapi.Errorf(http.StatusBadRequest, "read body: %w", err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return httpapi.Errorf(http.StatusBadRequest, "decode body: %w", err)
+	}
+	return nil
+}
+
+// remoteAddr is the IP the request came from; the zero Addr if the server
+// did not set RemoteAddr to an IP and port.
+func remoteAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}

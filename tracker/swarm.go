@@ -1,0 +1,209 @@
+package tracker
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// maxPeersPerSwarm bounds one swarm's memory: past it, new peers still get
+// answers but are not remembered until others leave or expire.
+const maxPeersPerSwarm = 10000
+
+// peerKey identifies a peer by its id and IP together, so that nobody can
+// replace or stop another host's entry by sending its peer id.
+type peerKey struct {
+	id [20]byte
+	ip netip.Addr
+}
+
+type peer struct {
+	id       [20]byte
+	addr     netip.AddrPort
+	complete bool
+	seen     time.Time
+}
+
+// swarm is one registered infohash's peers. refs counts the registered
+// paths with this infohash: two paths holding the same bytes under the same
+// file name share one swarm.
+type swarm struct {
+	refs       int
+	downloaded int
+	peers      map[peerKey]*peer
+}
+
+// swarms is the in-memory peer state of every registered infohash. An
+// infohash has a swarm exactly while at least one registered path has it,
+// which is how announces for unregistered torrents are refused.
+type swarms struct {
+	ttl   time.Duration
+	gauge prometheus.Gauge
+
+	mu    sync.Mutex
+	m     map[[20]byte]*swarm
+	total int // live peers over all swarms, for the gauge
+}
+
+func newSwarms(ttl time.Duration, gauge prometheus.Gauge) *swarms {
+	return &swarms{ttl: ttl, gauge: gauge, m: make(map[[20]byte]*swarm)}
+}
+
+// retain adds a registered path with infohash h.
+func (s *swarms) retain(h [20]byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sw := s.m[h]
+	if sw == nil {
+		sw = &swarm{peers: make(map[peerKey]*peer)}
+		s.m[h] = sw
+	}
+	sw.refs++
+}
+
+// release removes a registered path with infohash h; the last one drops
+// the swarm and its peers, who were sharing bytes nobody serves any more.
+func (s *swarms) release(h [20]byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sw := s.m[h]
+	if sw == nil {
+		return
+	}
+	if sw.refs--; sw.refs > 0 {
+		return
+	}
+	s.total -= len(sw.peers)
+	delete(s.m, h)
+	s.gauge.Set(float64(s.total))
+}
+
+// announceResult is what an announce answer needs.
+type announceResult struct {
+	complete, incomplete int
+	peers                []peer
+}
+
+// announce records a's peer (or removes it on EventStopped) and returns
+// the swarm's counts and up to a.NumWant other live peers, picked at
+// random. ok is false when a.InfoHash is not registered.
+func (s *swarms) announce(a *Announce, now time.Time) (res announceResult, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sw := s.m[a.InfoHash]
+	if sw == nil {
+		return res, false
+	}
+	s.expireLocked(sw, now)
+	key := peerKey{id: a.PeerID, ip: a.Addr.Addr()}
+	p := sw.peers[key]
+	switch {
+	case a.Event == EventStopped:
+		if p != nil {
+			delete(sw.peers, key)
+			s.total--
+		}
+	case p != nil:
+		if a.Event == EventCompleted && !p.complete {
+			sw.downloaded++
+		}
+		p.addr, p.complete, p.seen = a.Addr, a.Left == 0, now
+	case len(sw.peers) < maxPeersPerSwarm:
+		if a.Event == EventCompleted {
+			sw.downloaded++
+		}
+		sw.peers[key] = &peer{id: a.PeerID, addr: a.Addr, complete: a.Left == 0, seen: now}
+		s.total++
+	}
+	s.gauge.Set(float64(s.total))
+
+	cand := make([]peer, 0, len(sw.peers))
+	for _, q := range sw.peers {
+		if q.complete {
+			res.complete++
+		} else {
+			res.incomplete++
+		}
+		if q.id != a.PeerID {
+			cand = append(cand, *q)
+		}
+	}
+	res.peers = pick(cand, a.NumWant)
+	return res, true
+}
+
+// sample returns up to n live peers of infohash h, for file-info answers.
+func (s *swarms) sample(h [20]byte, n int, now time.Time) []peer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sw := s.m[h]
+	if sw == nil {
+		return nil
+	}
+	s.expireLocked(sw, now)
+	cand := make([]peer, 0, len(sw.peers))
+	for _, q := range sw.peers {
+		cand = append(cand, *q)
+	}
+	return pick(cand, n)
+}
+
+// scrape returns infohash h's BEP 48 counts; ok is false when h is not
+// registered.
+func (s *swarms) scrape(h [20]byte, now time.Time) (complete, incomplete, downloaded int, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sw := s.m[h]
+	if sw == nil {
+		return 0, 0, 0, false
+	}
+	s.expireLocked(sw, now)
+	for _, q := range sw.peers {
+		if q.complete {
+			complete++
+		} else {
+			incomplete++
+		}
+	}
+	return complete, incomplete, sw.downloaded, true
+}
+
+// sweep drops every peer not heard of for the TTL, so that swarms nobody
+// announces to any more do not hold memory or inflate the gauge.
+func (s *swarms) sweep(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sw := range s.m {
+		s.expireLocked(sw, now)
+	}
+}
+
+func (s *swarms) expireLocked(sw *swarm, now time.Time) {
+	dead := now.Add(-s.ttl)
+	n := s.total
+	for k, p := range sw.peers {
+		if p.seen.Before(dead) {
+			delete(sw.peers, k)
+			s.total--
+		}
+	}
+	if s.total != n {
+		s.gauge.Set(float64(s.total))
+	}
+}
+
+// pick returns n of cand at random (all of them if there are fewer),
+// reordering cand.
+func pick(cand []peer, n int) []peer {
+	if n >= len(cand) {
+		return cand
+	}
+	for i := range n {
+		j := i + rand.IntN(len(cand)-i)
+		cand[i], cand[j] = cand[j], cand[i]
+	}
+	return cand[:n]
+}
