@@ -13,7 +13,8 @@ var OriginCodes = []int{200, 206, 304, 400, 404, 412, 416, 500}
 
 // Origin holds the origin's collectors.
 type Origin struct {
-	// SentBytes counts response body bytes written to clients of /files.
+	// SentBytes counts response body bytes written to clients of /files,
+	// error answers included.
 	SentBytes prometheus.Counter
 	// Requests counts /files requests by status code.
 	Requests *prometheus.CounterVec

@@ -64,8 +64,14 @@ type job struct {
 // catalog is the set of media files the scanner found, and the queue of
 // those the worker must hash or register.
 type catalog struct {
-	m    *metrics.Origin
-	wake chan struct{} // cap 1: "the queue may be non-empty"
+	m *metrics.Origin
+	// registering is false when there is no tracker: a hashed file is
+	// then done with.
+	registering bool
+	// settle is how old a file's modification time must be for the file
+	// to be hashed at first sight.
+	settle time.Duration
+	wake   chan struct{} // cap 1: "the queue may be non-empty"
 
 	mu          sync.Mutex
 	files       map[string]*entry
@@ -74,14 +80,17 @@ type catalog struct {
 	nRegistered int
 }
 
-func newCatalog(m *metrics.Origin) *catalog {
-	return &catalog{m: m, wake: make(chan struct{}, 1), files: make(map[string]*entry)}
+func newCatalog(m *metrics.Origin, registering bool, settle time.Duration) *catalog {
+	return &catalog{m: m, registering: registering, settle: settle, wake: make(chan struct{}, 1), files: make(map[string]*entry)}
 }
 
 // observe records a stat of path (regular, not hidden) and queues the file
-// if it is new, changed or not yet registered. It reports whether the file
-// was queued.
-func (c *catalog) observe(path string, size int64, modTime time.Time) bool {
+// if it needs hashing or registering. A new or changed file is queued only
+// once it has settled: its modification time is older than c.settle, or a
+// second observation found it unchanged. A file still being copied into the
+// media is then not hashed (and registered) half-written. It reports
+// whether the file was queued.
+func (c *catalog) observe(path string, size int64, modTime, now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.files[path]
@@ -89,10 +98,16 @@ func (c *catalog) observe(path string, size int64, modTime time.Time) bool {
 	case e == nil:
 		e = &entry{path: path, size: size, modTime: modTime, idx: -1}
 		c.files[path] = e
+		if now.Sub(modTime) < c.settle {
+			return false
+		}
 	case e.size != size || !e.modTime.Equal(modTime):
 		e.size, e.modTime = size, modTime
 		c.setRegistered(e, false)
-	case e.busy || e.idx >= 0 || (e.current() && e.registered && !e.force):
+		if now.Sub(modTime) < c.settle && e.idx < 0 {
+			return false
+		}
+	case e.busy || e.idx >= 0 || (e.current() && (e.registered || !c.registering) && !e.force):
 		return false
 	}
 	c.push(e)
@@ -185,18 +200,18 @@ func (c *catalog) finish(j job) {
 	c.updateBacklog()
 }
 
-// requeue records a newer stat the worker saw and queues the file again.
-func (c *catalog) requeue(path string, size int64, modTime time.Time) {
+// changed records a newer stat the worker saw while hashing; the next
+// scan queues the file again once it has settled.
+func (c *catalog) changed(path string, size int64, modTime time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e := c.files[path]
-	if e == nil {
-		e = &entry{path: path, idx: -1}
-		c.files[path] = e
+	if e := c.files[path]; e != nil {
+		e.size, e.modTime = size, modTime
+		c.setRegistered(e, false)
+		if e.idx >= 0 {
+			heap.Fix(&c.queue, e.idx)
+		}
 	}
-	e.size, e.modTime = size, modTime
-	c.setRegistered(e, false)
-	c.push(e)
 }
 
 // setInfo stores a fresh hash unless the file changed or was dropped

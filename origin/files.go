@@ -51,8 +51,7 @@ func (s *Server) serveFile(c *gin.Context) error {
 		Name:        path.Base(p),
 		Open:        s.opener(f, requestPriority(c.Request)),
 	}
-	w := &countingWriter{ResponseWriter: c.Writer, sent: s.m.SentBytes}
-	if err := byterange.Serve(w, c.Request, content); err != nil {
+	if err := byterange.Serve(c.Writer, c.Request, content); err != nil {
 		if c.Writer.Written() {
 			// The client went away or the file shrank under us: the short
 			// body already tells the client; there is nothing to answer.

@@ -246,3 +246,52 @@ func postReport(t *testing.T, o *testOrigin, body string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
+
+func TestSmallFilesHashedFirst(t *testing.T) {
+	// Found in the same scan, the small files are registered before the
+	// large one, which therefore holds up nothing but itself.
+	ft := newFakeTracker(t)
+	media := t.TempDir()
+	old := time.Now().Add(-time.Hour)
+	for name, data := range map[string][]byte{
+		"a-large.mp4": randomBytes(24<<20, 30),
+		"b-small.mp4": []byte("small"),
+		"c-small.mp4": []byte("smaller"),
+	} {
+		// Old enough to be hashed at first sight, so the first scan finds
+		// all three.
+		if err := os.Chtimes(writeFile(t, media, name, data), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	startOrigin(t, Config{Media: media, TrackerURL: ft.url})
+	eventually(t, "all registered", func() bool { _, ok := ft.last("a-large.mp4"); return ok })
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	var order []string
+	for _, fi := range ft.infos {
+		order = append(order, fi.Path)
+	}
+	if want := []string{"b-small.mp4", "c-small.mp4", "a-large.mp4"}; !slices.Equal(order[:3], want) {
+		t.Errorf("registration order %v, want %v", order, want)
+	}
+}
+
+func TestNoTracker(t *testing.T) {
+	// Without a tracker the origin serves and hashes, and registers
+	// nothing.
+	o := startOrigin(t, Config{})
+	data := randomBytes(1000, 31)
+	writeFile(t, o.media, "a.mp4", data)
+	eventually(t, "hashed", func() bool {
+		resp, _ := get(t, http.MethodGet, o.url+"/v1/files-info/a.mp4", nil)
+		return resp.StatusCode == 200
+	})
+	cat := o.catalog(t)
+	if len(cat) != 1 || cat[0].Registered {
+		t.Errorf("catalog %+v", cat)
+	}
+	if got := metricValue(t, o.reg, "p2sp_origin_hash_backlog_files", nil); got != 0 {
+		t.Errorf("backlog %v with nothing to do", got)
+	}
+}

@@ -57,7 +57,7 @@ func New(cfg Config) (*Server, error) {
 		root:        root,
 		m:           m,
 		egress:      newEgress(cfg.RateLimit),
-		cat:         newCatalog(m),
+		cat:         newCatalog(m, cfg.TrackerURL != "", cfg.ScanInterval),
 		reportLimit: newIPLimiter(rate.Limit(1), 10),
 	}
 	s.health.SetReady(func() error {
@@ -91,8 +91,10 @@ func (s *Server) routes() *gin.Engine {
 	return e
 }
 
-// countRequest counts a /files request by the status it was answered with.
+// countRequest counts a /files request by the status it was answered with,
+// and every body byte written, error answers included.
 func (s *Server) countRequest(c *gin.Context) {
+	c.Writer = &countingWriter{ResponseWriter: c.Writer, sent: s.m.SentBytes}
 	c.Next()
 	s.m.ObserveRequest(c.Writer.Status())
 }

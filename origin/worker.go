@@ -44,6 +44,7 @@ func (s *Server) scan(ctx context.Context) error {
 	// A new scan gives a tracker that failed another chance.
 	s.trackerDown.Store(false)
 	seen := make(map[string]bool)
+	now := time.Now()
 	err := fs.WalkDir(s.root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
 		if cerr := ctx.Err(); cerr != nil {
 			return cerr
@@ -79,7 +80,7 @@ func (s *Server) scan(ctx context.Context) error {
 			return nil // removed since the directory was read
 		}
 		seen[clean] = true
-		s.cat.observe(clean, st.Size(), st.ModTime())
+		s.cat.observe(clean, st.Size(), st.ModTime(), now)
 		return nil
 	})
 	if err != nil {
@@ -100,7 +101,7 @@ func (s *Server) rescan(p string) bool {
 		s.cat.drop(p)
 		return false
 	}
-	s.cat.observe(p, st.Size(), st.ModTime())
+	s.cat.observe(p, st.Size(), st.ModTime(), time.Now())
 	return true
 }
 
@@ -129,8 +130,8 @@ func (s *Server) process(ctx context.Context, j job) {
 		case ctx.Err() != nil:
 			return
 		case errors.As(err, &ch):
-			s.log.Info("file changed while hashing, queued again", "path", j.path)
-			s.cat.requeue(j.path, ch.size, ch.modTime)
+			s.log.Info("file changed while hashing, will hash it again once it settles", "path", j.path)
+			s.cat.changed(j.path, ch.size, ch.modTime)
 			return
 		case errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotRegular):
 			s.cat.drop(j.path)

@@ -42,7 +42,10 @@ type file struct {
 	prio        map[int]swarm.Priority
 	inflight    []bool // origin fetches under way
 	fromOrigin  []bool // pieces the origin supplied
-	retryAt     time.Time
+	// served marks pieces whose bytes were served once: a piece counts for
+	// its supplier (origin or peer) the first time, for the cache after.
+	served  []bool
+	retryAt time.Time
 }
 
 // fileStats are the counters /v1/status shows for a path.
@@ -71,6 +74,10 @@ const (
 func newFile(s *Server, info *fileinfo.Info, entry *cache.Entry, t *swarm.Torrent, stats *fileStats) *file {
 	n := info.NumPieces()
 	ctx, cancel := context.WithCancelCause(s.ctx)
+	served := make([]bool, n)
+	for i := range served {
+		served[i] = entry.Have(i) // held before this run: cache
+	}
 	return &file{
 		s: s, info: info, entry: entry, torrent: t, stats: stats,
 		ctx: ctx, cancel: cancel,
@@ -80,6 +87,7 @@ func newFile(s *Server, info *fileinfo.Info, entry *cache.Entry, t *swarm.Torren
 		prio:        map[int]swarm.Priority{},
 		inflight:    make([]bool, n),
 		fromOrigin:  make([]bool, n),
+		served:      served,
 	}
 }
 
@@ -272,14 +280,29 @@ func (f *file) originError(err error) {
 	f.mu.Unlock()
 }
 
-// source says who supplied piece i, for the byte counters.
-func (f *file) source(i int) string {
+// claim returns whom the bytes of verified piece i count for: its supplier
+// the first time they are served, the cache after that.
+func (f *file) claim(i int) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.fromOrigin[i] {
+	switch {
+	case f.served[i]:
+		return metrics.SourceCache
+	case f.fromOrigin[i]:
+		f.served[i] = true
 		return metrics.SourceOrigin
+	default:
+		f.served[i] = true
+		return metrics.SourcePeer
 	}
-	return metrics.SourcePeer
+}
+
+// markServed records that piece i's bytes already reached a player (the
+// staged bytes of a file streamed before it was registered).
+func (f *file) markServed(i int) {
+	f.mu.Lock()
+	f.served[i] = true
+	f.mu.Unlock()
 }
 
 // streamReader reads [off, end) of the file for one response, waiting for
@@ -289,6 +312,7 @@ type streamReader struct {
 	ctx      context.Context
 	off, end int64
 	head     int
+	src      string // whom the current piece's bytes count for
 }
 
 var _ io.ReadCloser = (*streamReader)(nil)
@@ -316,19 +340,20 @@ func (r *streamReader) Read(p []byte) (int, error) {
 	}
 	f := r.f
 	i := int(r.off / f.info.PieceLength)
-	r.moveHead(i)
-	src := metrics.SourceCache
-	if !f.entry.Have(i) {
-		if err := r.wait(i); err != nil {
-			return 0, err
+	if i != r.head || r.src == "" {
+		r.moveHead(i)
+		if !f.entry.Have(i) {
+			if err := r.wait(i); err != nil {
+				return 0, err
+			}
 		}
-		src = f.source(i)
+		r.src = f.claim(i)
 	}
 	pOff, pLen := f.info.PieceBounds(i)
 	n := min(int64(len(p)), pOff+pLen-r.off, r.end-r.off)
 	m, err := f.entry.ReadAt(p[:n], r.off)
 	r.off += int64(m)
-	f.s.served(f.stats, src, int64(m))
+	f.s.served(f.stats, r.src, int64(m))
 	if err == io.EOF && r.off == r.end {
 		err = nil
 	}

@@ -35,9 +35,9 @@ type stagedFile struct {
 	meta fetch.Meta
 	name string
 
-	mu     sync.Mutex
-	f      *os.File
-	ranges []span // sorted, disjoint, merged
+	mu       sync.Mutex
+	f        *os.File
+	ranges   []span // sorted, disjoint, merged
 	adopting bool
 }
 
@@ -227,6 +227,7 @@ func (s *Server) adoptInfo(info *fileinfo.Info, sf *stagedFile) error {
 			continue
 		}
 		f.torrent.Sealed(i)
+		f.markServed(i)
 		adopted++
 	}
 	s.log.Info("adopted streamed file", "path", info.Path, "pieces", adopted, "of", info.NumPieces())

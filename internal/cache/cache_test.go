@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"log/slog"
@@ -23,10 +24,9 @@ import (
 func randomFile(t *testing.T, p string, size int64, seed uint64) (*fileinfo.Info, []byte) {
 	t.Helper()
 	data := make([]byte, size)
-	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	for i := range data {
-		data[i] = byte(r.Uint32())
-	}
+	var key [32]byte
+	binary.LittleEndian.PutUint64(key[:], seed)
+	_, _ = rand.NewChaCha8(key).Read(data)
 	info, err := fileinfo.Compute(context.Background(), p, bytes.NewReader(data), size)
 	if err != nil {
 		t.Fatal(err)
