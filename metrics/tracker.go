@@ -27,7 +27,8 @@ type Tracker struct {
 	Reports *prometheus.CounterVec
 }
 
-// NewTracker creates the tracker's collectors and registers them on reg.
+// NewTracker creates the tracker's collectors and registers them on reg,
+// reusing any that an earlier NewTracker registered there.
 // Every label value starts at zero, so that each series exists (and rate()
 // works) before the first event.
 func NewTracker(reg *prometheus.Registry) *Tracker {
@@ -55,6 +56,24 @@ func NewTracker(reg *prometheus.Registry) *Tracker {
 	for _, k := range ReportKinds {
 		m.Reports.WithLabelValues(k)
 	}
-	reg.MustRegister(m.Announces, m.Torrents, m.Peers, m.Reports)
+	// A tracker restarted in the same process (tests, the demo) on the
+	// same registry takes over the collectors already there instead of
+	// panicking on the duplicate.
+	m.Announces = registerOrReuse(reg, m.Announces)
+	m.Torrents = registerOrReuse(reg, m.Torrents)
+	m.Peers = registerOrReuse(reg, m.Peers)
+	m.Reports = registerOrReuse(reg, m.Reports)
 	return m
+}
+
+// registerOrReuse registers c on reg, or returns the equal collector that
+// is already registered there.
+func registerOrReuse[C prometheus.Collector](reg *prometheus.Registry, c C) C {
+	err := reg.Register(c)
+	if are, ok := err.(prometheus.AlreadyRegisteredError); ok {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing
+		}
+	}
+	return c
 }

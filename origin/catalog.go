@@ -104,7 +104,11 @@ func (c *catalog) observe(path string, size int64, modTime, now time.Time) bool 
 	case e.size != size || !e.modTime.Equal(modTime):
 		e.size, e.modTime = size, modTime
 		c.setRegistered(e, false)
-		if now.Sub(modTime) < c.settle && e.idx < 0 {
+		if now.Sub(modTime) < c.settle {
+			if e.idx >= 0 {
+				heap.Remove(&c.queue, e.idx)
+				c.updateBacklog()
+			}
 			return false
 		}
 	case e.busy || e.idx >= 0 || (e.current() && (e.registered || !c.registering) && !e.force):

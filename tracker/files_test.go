@@ -12,6 +12,7 @@ import (
 	"github.com/anacrolix/torrent/metainfo"
 
 	"github.com/p2sp/p2sp/internal/fileinfo"
+	"github.com/p2sp/p2sp/metrics"
 )
 
 func TestRegisterAndGet(t *testing.T) {
@@ -178,13 +179,16 @@ func TestTorrent(t *testing.T) {
 }
 
 func TestRegistrySurvivesRestart(t *testing.T) {
-	dir := t.TempDir()
-	tr := startTracker(t, Config{DataDir: dir})
+	// The same metrics registry too, as in a process that restarts its
+	// tracker.
+	dir, reg := t.TempDir(), metrics.NewRegistry()
+	tr := startTracker(t, Config{DataDir: dir, Registry: reg})
 	fi, _ := testFile(t, "a.mp4", 300<<10)
 	mustRegister(t, tr, fi)
 	tr.stop()
 
-	tr = startTracker(t, Config{DataDir: dir})
+	tr = startTracker(t, Config{DataDir: dir, Registry: reg})
+	waitMetric(t, tr, "p2sp_tracker_torrents 1", time.Second)
 	st, b := do(t, "GET", tr.URL+"/v1/files/a.mp4", "", nil)
 	var got fileinfo.Info
 	if err := json.Unmarshal(b, &got); st != http.StatusOK || err != nil || !got.Equal(fi) {

@@ -1,0 +1,188 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/bencode"
+	"github.com/anacrolix/torrent/metainfo"
+	"github.com/anacrolix/torrent/storage"
+)
+
+func TestPieceStorage(t *testing.T) {
+	info, data := randomFile(t, "films/s.mp4", 1<<20, 600)
+	c := openCache(t, t.TempDir(), 10<<20, nil)
+	e, err := c.Create(info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Release()
+	dict := info.InfoDict()
+	ih, err := info.ComputeInfoHash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ti, err := c.OpenTorrent(t.Context(), &dict, ih)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := storage.Torrent{TorrentImpl: ti}
+	piece := func(i int) storage.Piece { return st.Piece(dict.Piece(i)) }
+	read := func(i int) []byte {
+		t.Helper()
+		b := make([]byte, dict.Piece(i).Length())
+		if _, err := piece(i).ReadAt(b, 0); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	garbage := bytes.Repeat([]byte{0xAA}, 16<<10)
+
+	tests := []struct {
+		name string
+		// seal verifies the piece before the peer chunk arrives, or not.
+		seal      func(i int) error
+		wantBytes func(i int) []byte
+		wantHave  bool
+	}{
+		{"unsealed piece takes peer chunks", nil, func(i int) []byte {
+			want := make([]byte, dict.Piece(i).Length())
+			copy(want[16<<10:], garbage)
+			return want
+		}, false},
+		{"sealed by WritePiece drops them", func(i int) error {
+			return e.WritePiece(i, pieceOf(info, data, i))
+		}, func(i int) []byte { return pieceOf(info, data, i) }, true},
+		{"sealed by MarkComplete drops them", func(i int) error {
+			if _, err := piece(i).WriteAt(pieceOf(info, data, i), 0); err != nil {
+				return err
+			}
+			return piece(i).MarkComplete()
+		}, func(i int) []byte { return pieceOf(info, data, i) }, true},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.seal != nil {
+				if err := tt.seal(i); err != nil {
+					t.Fatal(err)
+				}
+			}
+			n, err := piece(i).WriteAt(garbage, 16<<10)
+			if err != nil || n != len(garbage) {
+				t.Fatalf("WriteAt = %d, %v; want %d, nil", n, err, len(garbage))
+			}
+			// A failed hash elsewhere in the client must not unseal.
+			if err := piece(i).MarkNotComplete(); err != nil {
+				t.Fatal(err)
+			}
+			if got := piece(i).Completion(); !got.Ok || got.Complete != tt.wantHave {
+				t.Errorf("Completion = %+v, want Ok and Complete %v", got, tt.wantHave)
+			}
+			if e.Have(i) != tt.wantHave {
+				t.Errorf("Have = %v, want %v", e.Have(i), tt.wantHave)
+			}
+			if !bytes.Equal(read(i), tt.wantBytes(i)) {
+				t.Error("piece bytes are not what they should be")
+			}
+		})
+	}
+
+	t.Run("unknown infohash", func(t *testing.T) {
+		other, _ := randomFile(t, "other.mp4", 1<<20, 601)
+		od := other.InfoDict()
+		oh, _ := other.ComputeInfoHash()
+		if _, err := c.OpenTorrent(t.Context(), &od, oh); err == nil {
+			t.Error("OpenTorrent of an infohash the cache has no entry for succeeded")
+		}
+	})
+}
+
+// newClient starts a BitTorrent client on loopback, configured as the
+// notes say a working one must be.
+func newClient(t *testing.T) *torrent.Client {
+	t.Helper()
+	cfg := torrent.NewDefaultClientConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.ListenHost = func(string) string { return "127.0.0.1" }
+	cfg.ListenPort = 0
+	cfg.NoDHT = true
+	cfg.DisablePEX = true
+	cfg.DisableUTP = true
+	cfg.DisableIPv6 = true
+	cfg.DisableWebseeds = true
+	cfg.DisableWebtorrent = true
+	cfg.NoDefaultPortForwarding = true
+	cfg.Seed = true
+	cfg.MaxAllocPeerRequestDataPerConn = 32 << 20
+	cfg.Slogger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cl, err := torrent.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := errors.Join(cl.Close()...); err != nil {
+			t.Error(err)
+		}
+	})
+	return cl
+}
+
+// TestSwarmThroughCache moves a file from one cache to another over a real
+// BitTorrent connection, each client storing through its cache.
+func TestSwarmThroughCache(t *testing.T) {
+	info, data := randomFile(t, "films/swarm.mp4", 8<<20+4321, 700)
+	infoBytes, err := bencode.Marshal(info.InfoDict())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ih := metainfo.NewHashFromHex(info.InfoHash)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+
+	seedCache := openCache(t, t.TempDir(), 64<<20, nil)
+	se, err := seedCache.Create(info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer se.Release()
+	writeAll(t, se, data)
+	waitFor(t, "seeder's entry Complete", se.Complete)
+
+	seeder := newClient(t)
+	st, _ := seeder.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: ih, InfoBytes: infoBytes, Storage: seedCache})
+	select {
+	case <-st.Complete().On():
+	case <-ctx.Done():
+		t.Fatal("the seeder never saw its cached file as complete")
+	}
+
+	leechCache := openCache(t, t.TempDir(), 64<<20, nil)
+	le, err := leechCache.Create(info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer le.Release()
+	leecher := newClient(t)
+	lt, _ := leecher.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: ih, InfoBytes: infoBytes, Storage: leechCache})
+	lt.AddPeers([]torrent.PeerInfo{{Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: seeder.LocalPort()}}})
+	lt.DownloadAll()
+
+	for i := range info.NumPieces() {
+		if err := le.Wait(ctx, i); err != nil {
+			t.Fatalf("waiting for piece %d: %v", i, err)
+		}
+	}
+	waitFor(t, "leecher's entry Complete", func() bool { return le.Complete() || le.Failed() != nil })
+	if err := le.Failed(); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readAll(t, le), data) {
+		t.Fatal("the leecher's cached bytes differ from the seeder's file")
+	}
+}
