@@ -40,7 +40,8 @@ type file struct {
 	heads       map[*streamReader]int // each reader's playhead piece
 	wantedSince map[int]time.Time
 	prio        map[int]swarm.Priority
-	inflight    []bool // origin fetches under way
+	runs        map[*originRun]struct{}
+	inflight    []bool // pieces in origin requests under way
 	fromOrigin  []bool // pieces the origin supplied
 	// served marks pieces whose bytes were served once: a piece counts for
 	// its supplier (origin or peer) the first time, for the cache after.
@@ -67,6 +68,7 @@ const (
 	urgentPieces     = 2
 	maxRunBytes      = 1 << 20 // one origin request covers at most this
 	maxOriginFetches = 2       // concurrent origin requests per file
+	headBytes        = 1 << 20 // the file's head, wanted from peers
 	scheduleTick     = 50 * time.Millisecond
 	originRetry      = 500 * time.Millisecond
 )
@@ -85,6 +87,7 @@ func newFile(s *Server, info *fileinfo.Info, entry *cache.Entry, t *swarm.Torren
 		heads:       map[*streamReader]int{},
 		wantedSince: map[int]time.Time{},
 		prio:        map[int]swarm.Priority{},
+		runs:        map[*originRun]struct{}{},
 		inflight:    make([]bool, n),
 		fromOrigin:  make([]bool, n),
 		served:      served,
@@ -144,8 +147,15 @@ func (f *file) schedule() {
 			} else {
 				ahead = append(ahead, i)
 			}
-			if p > want[i] {
-				want[i] = p
+			want[i] = max(want[i], p)
+		}
+	}
+	// Then the file's head, where players look for the container's index:
+	// from peers only, at the lowest priority.
+	if len(f.heads) > 0 {
+		for i := range min(n, int(max(1, headBytes/f.info.PieceLength))) {
+			if _, ok := want[i]; !ok && !f.entry.Have(i) {
+				want[i] = swarm.PriorityNormal
 			}
 		}
 	}
@@ -166,10 +176,24 @@ func (f *file) schedule() {
 	}
 	f.prio = want
 
-	// The origin fills what peers cannot: with no peer connected, everything
-	// in the window, nearest first; with peers, urgent pieces they have not
-	// delivered within the grace period and read-ahead they have not
-	// delivered within four.
+	// Origin requests no playhead wants any more give their bandwidth back.
+	urgentBusy := false
+	for r := range f.runs {
+		wanted := false
+		for i := r.first; i < r.end && !wanted; i++ {
+			wanted = want[i] >= swarm.PriorityReadahead
+		}
+		if !wanted {
+			r.cancel()
+		}
+		urgentBusy = urgentBusy || r.urgent
+	}
+
+	// The origin fills what peers cannot: urgent pieces at once when no peer
+	// is connected, or when peers have not delivered them within the grace
+	// period; read-ahead likewise (four grace periods), but only while no
+	// urgent request is under way, since origin bandwidth is shared and the
+	// player waits on the urgent one.
 	if now.Before(f.retryAt) {
 		return
 	}
@@ -179,61 +203,70 @@ func (f *file) schedule() {
 			todo = append(todo, i)
 		}
 	}
-	for _, i := range ahead {
-		if !peers || now.Sub(f.wantedSince[i]) >= 4*f.s.cfg.PeerGrace {
-			todo = append(todo, i)
+	nUrgent := len(todo)
+	if !urgentBusy {
+		for _, i := range ahead {
+			if !peers || now.Sub(f.wantedSince[i]) >= 4*f.s.cfg.PeerGrace {
+				todo = append(todo, i)
+			}
 		}
 	}
-	busy := 0
-	for _, b := range f.inflight {
-		if b {
-			busy++
-		}
-	}
-	for _, i := range todo {
-		if busy >= maxOriginFetches {
+	for k, i := range todo {
+		if len(f.runs) >= maxOriginFetches {
 			break
 		}
-		if f.inflight[i] {
+		if f.inflight[i] || f.entry.Have(i) {
 			continue
 		}
-		// Extend to a contiguous run of missing pieces, at most maxRunBytes.
+		// Extend to a contiguous run of wanted, missing pieces.
 		end := i + 1
-		for end < n && int64(end-i)*f.info.PieceLength < maxRunBytes && !f.inflight[end] && !f.entry.Have(end) && want[end] != 0 {
+		for end < n && int64(end-i)*f.info.PieceLength < maxRunBytes && !f.inflight[end] &&
+			!f.entry.Have(end) && want[end] >= swarm.PriorityReadahead {
 			end++
 		}
 		for j := i; j < end; j++ {
 			f.inflight[j] = true
 		}
-		busy++
-		f.s.wg.Go(func() { f.fetchRun(i, end) })
+		ctx, cancel := context.WithCancel(f.ctx)
+		r := &originRun{first: i, end: end, cancel: cancel, urgent: k < nUrgent}
+		f.runs[r] = struct{}{}
+		f.s.wg.Go(func() { f.fetchRun(ctx, r) })
 	}
 }
 
-// fetchRun fetches pieces [first, end) from the origin in one range
-// request, verifying and sealing each piece as it arrives.
-func (f *file) fetchRun(first, end int) {
+// originRun is one range request to the origin, for pieces [first, end).
+type originRun struct {
+	first, end int
+	urgent     bool
+	cancel     context.CancelFunc
+}
+
+// fetchRun fetches a run's pieces in one range request, verifying and
+// sealing each piece as it arrives.
+func (f *file) fetchRun(ctx context.Context, r *originRun) {
 	defer func() {
+		r.cancel()
 		f.mu.Lock()
-		for j := first; j < end; j++ {
+		for j := r.first; j < r.end; j++ {
 			f.inflight[j] = false
 		}
+		delete(f.runs, r)
 		f.mu.Unlock()
 		f.poke()
 	}()
-	off, _ := f.info.PieceBounds(first)
-	lastOff, lastN := f.info.PieceBounds(end - 1)
-	body, err := f.s.origin.Range(f.ctx, f.info.Path, off, lastOff+lastN-off, f.info.Size, f.info.ETag)
+	off, _ := f.info.PieceBounds(r.first)
+	lastOff, lastN := f.info.PieceBounds(r.end - 1)
+	body, err := f.s.origin.Range(ctx, f.info.Path, off, lastOff+lastN-off, f.info.Size, f.info.ETag)
 	if err != nil {
-		f.originError(err)
+		f.originError(ctx, err)
 		return
 	}
 	defer body.Close()
-	for i := first; i < end; i++ {
+	for i := r.first; i < r.end; i++ {
 		_, n := f.info.PieceBounds(i)
 		buf := make([]byte, n)
 		if _, err := io.ReadFull(body, buf); err != nil {
-			f.originError(fmt.Errorf("piece %d from origin: %w", i, err))
+			f.originError(ctx, fmt.Errorf("piece %d from origin: %w", i, err))
 			return
 		}
 		f.stats.originFetched.Add(n)
@@ -251,7 +284,7 @@ func (f *file) fetchRun(first, end int) {
 			f.s.drop(f, fmt.Errorf("piece %d of %s from the origin failed verification: the file changed since it was registered", i, f.info.Path))
 			return
 		case err != nil:
-			f.originError(fmt.Errorf("store piece %d: %w", i, err))
+			f.originError(ctx, fmt.Errorf("store piece %d: %w", i, err))
 			return
 		}
 		f.mu.Lock()
@@ -264,8 +297,8 @@ func (f *file) fetchRun(first, end int) {
 
 // originError handles a failed origin fetch: a changed file drops this
 // version; anything else is retried after a pause (peers may still come).
-func (f *file) originError(err error) {
-	if f.ctx.Err() != nil {
+func (f *file) originError(ctx context.Context, err error) {
+	if ctx.Err() != nil { // dropped, or no longer wanted
 		return
 	}
 	if errors.Is(err, fetch.ErrChanged) || errors.Is(err, fetch.ErrNotFound) {

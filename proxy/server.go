@@ -70,6 +70,7 @@ func New(cfg Config) (*Server, error) {
 		Dir:      filepath.Join(cfg.CacheDir, "files"),
 		Capacity: cfg.CacheSize,
 		OnEvict:  s.evicted,
+		Logger:   s.log.With("component", "cache"),
 	})
 	if err != nil {
 		cancel()

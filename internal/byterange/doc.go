@@ -9,7 +9,8 @@
 // than Content-Length bytes from Open's reader, and when a body cannot be
 // completed it stops short, so a client sees a failed transfer and never
 // wrong bytes. An *io.LimitedReader over an *os.File from Open reaches the
-// ResponseWriter's ReadFrom unwrapped, so the kernel can sendfile it.
+// ResponseWriter's ReadFrom unwrapped, so the kernel can sendfile it, also
+// under gin, whose writer hides ReadFrom: Serve finds it through Unwrap.
 //
 // The behaviour is net/http's ServeContent (fs.go: parseRange,
 // serveContent, checkPreconditions), with these differences where net/http

@@ -43,12 +43,18 @@ type Content struct {
 // multipart/byteranges, 416, 400 for a malformed header), HEAD without a
 // body. Range is honoured on GET and HEAD only.
 //
-// It returns a non-nil error only when opening or copying the body failed.
-// If the first Open fails, nothing has been written and Serve removes the
-// headers it set, so the caller answers the error (httpapi.Handle
-// does, with the status the error carries). Later, headers are already
-// sent, and the short body (less than Content-Length) makes the client see
-// a failed transfer, never wrong bytes.
+// It returns a non-nil error only when opening or copying the body failed
+// (or c.Size is negative, before anything is written). If the first Open
+// fails, nothing has been written and Serve removes the headers it set, so
+// the caller answers the error (httpapi.Handle does, with the status the
+// error carries). Later, headers are already sent, and the short body
+// (less than Content-Length) makes the client see a failed transfer, never
+// wrong bytes.
+//
+// When w hides net/http's ReadFrom (gin's writer does) but reaches it
+// through Unwrap and is an http.Flusher, a body from an *os.File is
+// written to the unwrapped writer so that it is sendfiled; gin's Size then
+// does not count the body.
 func Serve(w http.ResponseWriter, r *http.Request, c *Content) error {
 	if c.Size < 0 {
 		return fmt.Errorf("serve %s: negative size %d", c.Name, c.Size)

@@ -221,6 +221,8 @@ func (c *Cache) Create(info *fileinfo.Info) (*Entry, error) {
 	if c.closed {
 		return nil, errClosed
 	}
+	// The stale version goes even if the new one then does not fit: it
+	// must not be served again either way.
 	if old := c.byPath[info.Path]; old != nil && old.ih != ih {
 		out = append(out, c.unmapPathLocked(old, info.Path)...)
 	}
@@ -263,7 +265,7 @@ func (c *Cache) Create(info *fileinfo.Info) (*Entry, error) {
 func (c *Cache) Remove(infohash string) {
 	var out []detached
 	c.mu.Lock()
-	if e, ok := c.lru.Peek(strings.ToLower(infohash)); ok {
+	if e, ok := c.lru.Peek(strings.ToLower(infohash)); ok && !c.closed {
 		out = append(out, c.detachLocked(e))
 	}
 	c.mu.Unlock()
@@ -275,7 +277,7 @@ func (c *Cache) Remove(infohash string) {
 func (c *Cache) removeEntry(e *Entry) {
 	var out []detached
 	c.mu.Lock()
-	if cur, ok := c.lru.Peek(e.ih); ok && cur == e {
+	if cur, ok := c.lru.Peek(e.ih); ok && cur == e && !c.closed {
 		out = append(out, c.detachLocked(e))
 	}
 	c.mu.Unlock()

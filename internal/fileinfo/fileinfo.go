@@ -54,10 +54,10 @@ type Peer struct {
 const MaxPieces = 1 << 20
 
 // PieceLengthFor picks the piece length for a file of the given size: small
-// pieces keep the time to the first verified byte short, but no file gets
-// more than about 4096 of them.
+// pieces keep the time to the first verified byte short and waste little
+// around a seek, but no file gets more than about 4096 of them.
 func PieceLengthFor(size int64) int64 {
-	pl := int64(256 << 10)
+	pl := int64(64 << 10)
 	for pl < 16<<20 && size/pl > 4096 {
 		pl *= 2
 	}
