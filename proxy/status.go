@@ -24,7 +24,9 @@ type fileStatus struct {
 	VerifyFailures int64  `json:"verification_failures"`
 	// OriginShare is origin bytes over all bytes served for this path.
 	OriginShare float64 `json:"origin_share"`
-	Error       string  `json:"error,omitempty"`
+	// Pieces, with ?pieces=1, has one character per piece: 1 held, 0 not.
+	Pieces string `json:"pieces,omitempty"`
+	Error  string `json:"error,omitempty"`
 }
 
 // status is the whole of /v1/status.
@@ -42,11 +44,11 @@ type status struct {
 }
 
 func (s *Server) handleStatus(c *gin.Context) error {
-	c.JSON(http.StatusOK, s.status())
+	c.JSON(http.StatusOK, s.status(c.Query("pieces") == "1"))
 	return nil
 }
 
-func (s *Server) status() status {
+func (s *Server) status(pieces bool) status {
 	var out status
 	byPath := map[string]*fileStatus{}
 	s.mu.Lock()
@@ -74,6 +76,16 @@ func (s *Server) status() status {
 		}
 		fs.InfoHash, fs.Size = e.Info().InfoHash, e.Info().Size
 		fs.PiecesTotal, fs.PiecesHeld, fs.Complete = e.Info().NumPieces(), e.HaveCount(), e.Complete()
+		if pieces {
+			b := make([]byte, fs.PiecesTotal)
+			for i := range b {
+				b[i] = '0'
+				if e.Have(i) {
+					b[i] = '1'
+				}
+			}
+			fs.Pieces = string(b)
+		}
 	}
 	for _, f := range files {
 		if fs, ok := byPath[f.info.Path]; ok && fs.InfoHash == f.info.InfoHash {
