@@ -61,19 +61,22 @@ func (s *Server) handleStream(c *gin.Context) error {
 	}
 	return s.serve(c, info, func(ctx context.Context, off, n int64) (io.Reader, error) {
 		return f.newReader(ctx, off, n), nil
-	})
+	}, nil)
 }
 
-// serveCached answers from a complete, verified entry.
+// serveCached answers from a complete, verified entry: a file of its own
+// for each range, so the kernel sends it (sendfile) without copying.
 func (s *Server) serveCached(c *gin.Context, e *cache.Entry) error {
 	st := s.statsFor(e.Info().Path)
-	return s.serve(c, e.Info(), func(_ context.Context, off, n int64) (io.Reader, error) {
-		return &countingReader{r: io.NewSectionReader(e, off, n), count: func(k int64) { s.served(st, metrics.SourceCache, k) }}, nil
-	})
+	return s.serve(c, e.Info(), func(_ context.Context, off, _ int64) (io.Reader, error) {
+		return e.OpenAt(off)
+	}, func(n int64) { s.served(st, metrics.SourceCache, n) })
 }
 
-// serve answers with the project's one range implementation.
-func (s *Server) serve(c *gin.Context, info *fileinfo.Info, open func(context.Context, int64, int64) (io.Reader, error)) error {
+// serve answers with the project's one range implementation. sent, if not
+// nil, counts the bytes sent (readers that count for themselves leave it
+// nil).
+func (s *Server) serve(c *gin.Context, info *fileinfo.Info, open func(context.Context, int64, int64) (io.Reader, error), sent func(int64)) error {
 	err := byterange.Serve(c.Writer, c.Request, &byterange.Content{
 		Size:        info.Size,
 		ModTime:     info.ModTime,
@@ -81,6 +84,7 @@ func (s *Server) serve(c *gin.Context, info *fileinfo.Info, open func(context.Co
 		ContentType: contentType(info.Path),
 		Name:        path.Base(info.Path),
 		Open:        open,
+		Sent:        sent,
 	})
 	if err != nil {
 		s.statsFor(info.Path).setErr(err)
@@ -97,18 +101,6 @@ func contentType(p string) string {
 		return t
 	}
 	return ""
-}
-
-// countingReader counts what passes through it.
-type countingReader struct {
-	r     io.Reader
-	count func(int64)
-}
-
-func (cr *countingReader) Read(p []byte) (int, error) {
-	n, err := cr.r.Read(p)
-	cr.count(int64(n))
-	return n, err
 }
 
 // serveOrigin streams a file from the origin alone, range by range,

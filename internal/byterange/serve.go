@@ -36,6 +36,10 @@ type Content struct {
 	// bytes, so a reader that runs past off+n is harmless; one that ends
 	// early makes Serve return an error.
 	Open func(ctx context.Context, off, n int64) (io.Reader, error)
+	// Sent, if set, is told how many body bytes each copy sent, also when
+	// it failed part way: callers count what players got, whichever path
+	// (sendfile or not) the bytes took.
+	Sent func(n int64)
 }
 
 // Serve answers r from c following RFC 9110 and net/http's serveContent:
@@ -257,6 +261,7 @@ type body struct {
 	closer io.Closer
 	off, n int64
 	name   string
+	sent   func(int64)
 }
 
 // open calls c.Open and cuts what it returns to n bytes with a single
@@ -267,7 +272,7 @@ func open(ctx context.Context, c *Content, off, n int64) (*body, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s [%d, %d): %w", c.Name, off, off+n, err)
 	}
-	b := &body{off: off, n: n, name: c.Name}
+	b := &body{off: off, n: n, name: c.Name, sent: c.Sent}
 	if cl, ok := rd.(io.Closer); ok {
 		b.closer = cl
 	}
@@ -288,6 +293,9 @@ func open(ctx context.Context, c *Content, off, n int64) (*body, error) {
 // ResponseWriter's ReadFrom, which sendfiles it when it wraps an *os.File.
 func (b *body) copyTo(w http.ResponseWriter) error {
 	written, err := io.Copy(b.dest(w), b.r)
+	if b.sent != nil {
+		b.sent(written)
+	}
 	if err != nil {
 		return fmt.Errorf("copy %s [%d, %d): %w", b.name, b.off, b.off+b.n, err)
 	}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha1"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -173,6 +175,27 @@ func (e *Entry) Wait(ctx context.Context, piece int) error {
 // bytes may be zeros or a peer's unverified chunks.
 func (e *Entry) ReadAt(p []byte, off int64) (int, error) {
 	return e.f.ReadAt(p, off)
+}
+
+// OpenAt opens the data file read-only, positioned at off, for a caller
+// that lets the kernel send it (sendfile) and closes it. Callers read only
+// verified pieces.
+func (e *Entry) OpenAt(off int64) (*os.File, error) {
+	e.fileMu.Lock()
+	dir := e.dir
+	e.fileMu.Unlock()
+	if dir == "" {
+		return nil, fmt.Errorf("open cached %s: %w", e.info.Path, ErrRemoved)
+	}
+	f, err := os.Open(filepath.Join(dir, dataName))
+	if err != nil {
+		return nil, fmt.Errorf("open cached %s: %w", e.info.Path, err)
+	}
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("seek cached %s: %w", e.info.Path, err)
+	}
+	return f, nil
 }
 
 // WritePiece checks data against the piece's SHA-1 (ErrHashMismatch,
