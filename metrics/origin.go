@@ -30,7 +30,8 @@ type Origin struct {
 	Reports *prometheus.CounterVec
 }
 
-// NewOrigin creates the origin's collectors and registers them on reg.
+// NewOrigin creates the origin's collectors and registers them on reg,
+// reusing any that an earlier NewOrigin registered there.
 // Every label value starts at zero, so that each series exists before the
 // first event.
 func NewOrigin(reg *prometheus.Registry) *Origin {
@@ -66,7 +67,12 @@ func NewOrigin(reg *prometheus.Registry) *Origin {
 	for _, k := range ReportKinds {
 		m.Reports.WithLabelValues(k)
 	}
-	reg.MustRegister(m.SentBytes, m.Requests, m.FilesRegistered, m.HashBacklog, m.HashedBytes, m.Reports)
+	m.SentBytes = registerOrReuse(reg, m.SentBytes)
+	m.Requests = registerOrReuse(reg, m.Requests)
+	m.FilesRegistered = registerOrReuse(reg, m.FilesRegistered)
+	m.HashBacklog = registerOrReuse(reg, m.HashBacklog)
+	m.HashedBytes = registerOrReuse(reg, m.HashedBytes)
+	m.Reports = registerOrReuse(reg, m.Reports)
 	return m
 }
 

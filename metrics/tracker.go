@@ -1,6 +1,10 @@
 package metrics
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/p2sp/p2sp/internal/fileinfo"
+)
 
 // Announce results, the values of p2sp_tracker_announces_total's result
 // label.
@@ -13,7 +17,7 @@ const (
 
 // ReportKinds are the kinds of problem a proxy may report to the tracker,
 // the values of p2sp_tracker_reports_total's kind label.
-var ReportKinds = []string{"unknown_file", "verification_failed", "hash_mismatch"}
+var ReportKinds = []string{fileinfo.ReportUnknownFile, fileinfo.ReportVerificationFailed, fileinfo.ReportHashMismatch}
 
 // Tracker holds the tracker's collectors.
 type Tracker struct {
@@ -56,24 +60,9 @@ func NewTracker(reg *prometheus.Registry) *Tracker {
 	for _, k := range ReportKinds {
 		m.Reports.WithLabelValues(k)
 	}
-	// A tracker restarted in the same process (tests, the demo) on the
-	// same registry takes over the collectors already there instead of
-	// panicking on the duplicate.
 	m.Announces = registerOrReuse(reg, m.Announces)
 	m.Torrents = registerOrReuse(reg, m.Torrents)
 	m.Peers = registerOrReuse(reg, m.Peers)
 	m.Reports = registerOrReuse(reg, m.Reports)
 	return m
-}
-
-// registerOrReuse registers c on reg, or returns the equal collector that
-// is already registered there.
-func registerOrReuse[C prometheus.Collector](reg *prometheus.Registry, c C) C {
-	err := reg.Register(c)
-	if are, ok := err.(prometheus.AlreadyRegisteredError); ok {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing
-		}
-	}
-	return c
 }

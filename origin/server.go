@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 
 	"github.com/gin-gonic/gin"
-	"golang.org/x/time/rate"
 
 	"github.com/p2sp/p2sp/internal/fileinfo"
 	"github.com/p2sp/p2sp/internal/httpapi"
@@ -26,7 +25,7 @@ type Server struct {
 	m           *metrics.Origin
 	egress      *egress
 	cat         *catalog
-	reportLimit *ipLimiter
+	reportLimit *httpapi.IPLimiter
 	health      httpapi.Health
 	engine      *gin.Engine
 
@@ -58,7 +57,7 @@ func New(cfg Config) (*Server, error) {
 		m:           m,
 		egress:      newEgress(cfg.RateLimit),
 		cat:         newCatalog(m, cfg.TrackerURL != "", cfg.ScanInterval),
-		reportLimit: newIPLimiter(rate.Limit(1), 10),
+		reportLimit: httpapi.NewIPLimiter(reportRate, reportBurst, maxReportAddrs),
 	}
 	s.health.SetReady(func() error {
 		if !s.ready.Load() {

@@ -279,7 +279,7 @@ func (f *file) fetchRun(ctx context.Context, r *originRun) {
 			f.s.metrics.VerificationFailures.WithLabelValues(metrics.SourceOrigin).Inc()
 			f.stats.verifyFailures.Add(1)
 			piece := i
-			f.s.reports.send(report{Kind: reportVerificationFailed, Path: f.info.Path, InfoHash: f.info.InfoHash, Piece: &piece,
+			f.s.reports.send(fileinfo.Report{Kind: fileinfo.ReportVerificationFailed, Path: f.info.Path, InfoHash: f.info.InfoHash, Piece: &piece,
 				Detail: "origin bytes do not match the registered piece hash"})
 			f.s.drop(f, fmt.Errorf("piece %d of %s from the origin failed verification: the file changed since it was registered", i, f.info.Path))
 			return
@@ -302,7 +302,7 @@ func (f *file) originError(ctx context.Context, err error) {
 		return
 	}
 	if errors.Is(err, fetch.ErrChanged) || errors.Is(err, fetch.ErrNotFound) {
-		f.s.reports.send(report{Kind: reportHashMismatch, Path: f.info.Path, InfoHash: f.info.InfoHash, Detail: err.Error()})
+		f.s.reports.send(fileinfo.Report{Kind: fileinfo.ReportHashMismatch, Path: f.info.Path, InfoHash: f.info.InfoHash, Detail: err.Error()})
 		f.s.drop(f, fmt.Errorf("%s changed on the origin since it was registered: %w", f.info.Path, err))
 		return
 	}

@@ -154,7 +154,7 @@ func (s *Server) passThrough(c *gin.Context, p string) error {
 	if err != nil {
 		return err
 	}
-	s.reports.send(report{Kind: reportUnknownFile, Path: p, Detail: "streamed from the origin without file info"})
+	s.reports.send(fileinfo.Report{Kind: fileinfo.ReportUnknownFile, Path: p, Detail: "streamed from the origin without file info"})
 	s.staging.mu.Lock()
 	sf := s.staging.files[p]
 	start := sf != nil && !sf.adopting

@@ -126,7 +126,7 @@ func (s *Server) serveOrigin(c *gin.Context, p string, st *staging) error {
 			body, err := s.origin.Range(ctx, p, off, n, meta.Size, meta.ETag)
 			if err != nil {
 				if errors.Is(err, fetch.ErrChanged) {
-					s.reports.send(report{Kind: reportHashMismatch, Path: p, Detail: err.Error()})
+					s.reports.send(fileinfo.Report{Kind: fileinfo.ReportHashMismatch, Path: p, Detail: err.Error()})
 				}
 				return nil, err
 			}

@@ -60,22 +60,6 @@ func (tc *trackerClient) fileInfo(ctx context.Context, path string) (*fileinfo.I
 	return &fi, nil
 }
 
-// Report kinds, as the tracker and origin accept them.
-const (
-	reportUnknownFile        = "unknown_file"
-	reportVerificationFailed = "verification_failed"
-	reportHashMismatch       = "hash_mismatch"
-)
-
-// report is what the proxy tells the server side.
-type report struct {
-	Kind     string `json:"kind"`
-	Path     string `json:"path"`
-	InfoHash string `json:"infohash,omitempty"`
-	Piece    *int   `json:"piece,omitempty"`
-	Detail   string `json:"detail,omitempty"`
-}
-
 // reporter sends reports to the tracker and the origin, at most one per
 // kind and path a minute, in the background.
 type reporter struct {
@@ -91,7 +75,7 @@ type reporter struct {
 
 const reportEvery = time.Minute
 
-func (r *reporter) send(rep report) {
+func (r *reporter) send(rep fileinfo.Report) {
 	key := [2]string{rep.Kind, rep.Path}
 	r.mu.Lock()
 	if t, ok := r.last[key]; ok && time.Since(t) < reportEvery {
@@ -100,8 +84,8 @@ func (r *reporter) send(rep report) {
 	}
 	r.last[key] = time.Now()
 	r.mu.Unlock()
-	if len(rep.Detail) > 1000 {
-		rep.Detail = rep.Detail[:1000]
+	if len(rep.Detail) > fileinfo.MaxReportDetail {
+		rep.Detail = rep.Detail[:fileinfo.MaxReportDetail]
 	}
 	body, err := json.Marshal(rep)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/anacrolix/torrent/bencode"
 	"github.com/gin-gonic/gin"
 
+	"github.com/p2sp/p2sp/internal/httpapi"
 	"github.com/p2sp/p2sp/metrics"
 )
 
@@ -21,8 +22,8 @@ const maxScrapeHashes = 100
 // bencoded dictionary with status 200, as BitTorrent clients expect.
 func (s *Server) announce(c *gin.Context) {
 	now := time.Now()
-	remote := remoteAddr(c.Request)
-	if !s.limits.allow(remote, now) {
+	remote := httpapi.RemoteAddr(c.Request)
+	if !s.limits.Allow(remote) {
 		s.fail(c, metrics.AnnounceRateLimited, "rate limited: announce less often")
 		return
 	}
@@ -97,7 +98,7 @@ func (s *Server) writeBencode(c *gin.Context, v any) {
 // scrape serves GET /scrape (BEP 48) for the given info_hash parameters.
 func (s *Server) scrape(c *gin.Context) {
 	now := time.Now()
-	if !s.limits.allow(remoteAddr(c.Request), now) {
+	if !s.limits.Allow(httpapi.RemoteAddr(c.Request)) {
 		s.fail(c, "", "rate limited: scrape less often")
 		return
 	}

@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,8 +45,8 @@ type Server struct {
 	reg   *registry
 
 	swarms       *swarms
-	limits       *limiters // announce and scrape
-	reportLimits *limiters
+	limits       *httpapi.IPLimiter // announce and scrape
+	reportLimits *httpapi.IPLimiter
 	reports      reportLog
 
 	health  httpapi.Health
@@ -78,8 +77,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		metrics:      m,
 		reg:          reg,
 		swarms:       newSwarms(cfg.PeerTTL, m.Peers),
-		limits:       newLimiters(announceRate, announceBurst, maxLimitedAddr),
-		reportLimits: newLimiters(reportRate, reportBurst, maxLimitedAddr),
+		limits:       httpapi.NewIPLimiter(announceRate, announceBurst, maxLimitedAddr),
+		reportLimits: httpapi.NewIPLimiter(reportRate, reportBurst, maxLimitedAddr),
 		done:         make(chan struct{}),
 	}
 	n := 0
@@ -158,8 +157,8 @@ func (s *Server) sweepLoop(ctx context.Context) {
 			return
 		case now := <-t.C:
 			s.swarms.sweep(now)
-			s.limits.prune(now)
-			s.reportLimits.prune(now)
+			s.limits.Prune()
+			s.reportLimits.Prune()
 		}
 	}
 }
@@ -190,14 +189,4 @@ func readJSON(c *gin.Context, limit int64, v any) error {
 		return httpapi.Errorf(http.StatusBadRequest, "decode body: %w", err)
 	}
 	return nil
-}
-
-// remoteAddr is the IP the request came from; the zero Addr if the server
-// did not set RemoteAddr to an IP and port.
-func remoteAddr(r *http.Request) netip.Addr {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
 }

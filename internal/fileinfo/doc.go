@@ -6,4 +6,7 @@
 // Everything that crosses the network in this shape is checked with
 // Info.Validate before use: the proxy decodes it from the tracker, which may
 // be wrong or hostile.
+//
+// Report is the other record that crosses the network: the problem a proxy
+// reports to the tracker and the origin, checked with Report.Validate.
 package fileinfo

@@ -1,5 +1,6 @@
 // Package httpapi is what every p2sp HTTP server shares: handlers that
 // return errors (one place turns an error into a status and a body), the
 // /healthz and /readyz probes, and serving a handler on a listener until a
-// context ends, with a graceful shutdown.
+// context ends, with a graceful shutdown, and per-address rate limiting
+// (IPLimiter, keyed by RemoteAddr).
 package httpapi
