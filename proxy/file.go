@@ -41,8 +41,13 @@ type file struct {
 	wantedSince map[int]time.Time
 	prio        map[int]swarm.Priority
 	runs        map[*originRun]struct{}
-	inflight    []bool // pieces in origin requests under way
-	fromOrigin  []bool // pieces the origin supplied
+	// partial holds the origin bytes of pieces being fetched, before they
+	// verify: the origin is the source of truth, so a waiting player may
+	// have them at once; the cache and the swarm get them only verified.
+	partial    map[int]*partialPiece
+	progress   chan struct{} // closed and replaced as partial pieces grow
+	inflight   []bool        // pieces in origin requests under way
+	fromOrigin []bool        // pieces the origin supplied
 	// served marks pieces whose bytes were served once: a piece counts for
 	// its supplier (origin or peer) the first time, for the cache after.
 	served  []bool
@@ -88,6 +93,8 @@ func newFile(s *Server, info *fileinfo.Info, entry *cache.Entry, t *swarm.Torren
 		wantedSince: map[int]time.Time{},
 		prio:        map[int]swarm.Priority{},
 		runs:        map[*originRun]struct{}{},
+		partial:     map[int]*partialPiece{},
+		progress:    make(chan struct{}),
 		inflight:    make([]bool, n),
 		fromOrigin:  make([]bool, n),
 		served:      served,
@@ -212,7 +219,7 @@ func (f *file) schedule() {
 		}
 	}
 	for k, i := range todo {
-		if len(f.runs) >= maxOriginFetches {
+		if len(f.runs) >= maxOriginFetches || (k >= nUrgent && urgentBusy) {
 			break
 		}
 		if f.inflight[i] || f.entry.Have(i) {
@@ -230,6 +237,7 @@ func (f *file) schedule() {
 		ctx, cancel := context.WithCancel(f.ctx)
 		r := &originRun{first: i, end: end, cancel: cancel, urgent: k < nUrgent}
 		f.runs[r] = struct{}{}
+		urgentBusy = urgentBusy || r.urgent
 		f.s.wg.Go(func() { f.fetchRun(ctx, r) })
 	}
 }
@@ -264,8 +272,8 @@ func (f *file) fetchRun(ctx context.Context, r *originRun) {
 	defer body.Close()
 	for i := r.first; i < r.end; i++ {
 		_, n := f.info.PieceBounds(i)
-		buf := make([]byte, n)
-		if _, err := io.ReadFull(body, buf); err != nil {
+		buf, err := f.receive(body, i, n)
+		if err != nil {
 			f.originError(ctx, fmt.Errorf("piece %d from origin: %w", i, err))
 			return
 		}
@@ -293,6 +301,56 @@ func (f *file) fetchRun(ctx context.Context, r *originRun) {
 		f.s.metrics.PiecesVerified.WithLabelValues(metrics.SourceOrigin).Inc()
 		f.torrent.Sealed(i)
 	}
+}
+
+// partialPiece is a piece arriving from the origin: buf[:n] has arrived.
+type partialPiece struct {
+	buf []byte
+	n   int
+}
+
+// receiveChunk is how often a piece in flight tells waiting readers.
+const receiveChunk = 16 << 10
+
+// receive reads piece i (n bytes) from the origin, publishing what has
+// arrived so that readers can pass it on before the piece verifies.
+func (f *file) receive(body io.Reader, i int, n int64) ([]byte, error) {
+	pp := &partialPiece{buf: make([]byte, n)}
+	f.mu.Lock()
+	f.partial[i] = pp
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		delete(f.partial, i)
+		f.mu.Unlock()
+	}()
+	for got := 0; got < len(pp.buf); {
+		k, err := body.Read(pp.buf[got:min(got+receiveChunk, len(pp.buf))])
+		got += k
+		if k > 0 {
+			f.mu.Lock()
+			pp.n = got
+			close(f.progress)
+			f.progress = make(chan struct{})
+			f.mu.Unlock()
+		}
+		if err != nil && (err != io.EOF || got < len(pp.buf)) {
+			return nil, err
+		}
+	}
+	return pp.buf, nil
+}
+
+// readArriving copies bytes of piece i from offset off within it, if the
+// origin has delivered them already; 0 if not.
+func (f *file) readArriving(p []byte, i int, off int64) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	pp := f.partial[i]
+	if pp == nil || int64(pp.n) <= off {
+		return 0
+	}
+	return copy(p, pp.buf[off:pp.n])
 }
 
 // originError handles a failed origin fetch: a changed file drops this
@@ -373,17 +431,27 @@ func (r *streamReader) Read(p []byte) (int, error) {
 	}
 	f := r.f
 	i := int(r.off / f.info.PieceLength)
-	if i != r.head || r.src == "" {
+	if i != r.head {
 		r.moveHead(i)
-		if !f.entry.Have(i) {
-			if err := r.wait(i); err != nil {
-				return 0, err
-			}
-		}
-		r.src = f.claim(i)
+		r.src = ""
 	}
 	pOff, pLen := f.info.PieceBounds(i)
 	n := min(int64(len(p)), pOff+pLen-r.off, r.end-r.off)
+	for r.src == "" && !f.entry.Have(i) {
+		// Origin bytes may pass before their piece verifies; peer bytes
+		// never do.
+		if m := f.readArriving(p[:n], i, r.off-pOff); m > 0 {
+			r.off += int64(m)
+			f.s.served(f.stats, metrics.SourceOrigin, int64(m))
+			return m, nil
+		}
+		if err := r.wait(i, r.off-pOff); err != nil {
+			return 0, err
+		}
+	}
+	if r.src == "" {
+		r.src = f.claim(i)
+	}
 	m, err := f.entry.ReadAt(p[:n], r.off)
 	r.off += int64(m)
 	f.s.served(f.stats, r.src, int64(m))
@@ -393,24 +461,36 @@ func (r *streamReader) Read(p []byte) (int, error) {
 	return m, err
 }
 
-// wait blocks until piece i is verified, the request ends, the file is
-// dropped, or no byte arrived for StallTimeout.
-func (r *streamReader) wait(i int) error {
-	ctx, cancel := context.WithTimeoutCause(r.ctx, r.f.s.cfg.StallTimeout,
-		fmt.Errorf("no source delivered piece %d of %s within %s", i, r.f.info.Path, r.f.s.cfg.StallTimeout))
-	defer cancel()
-	stop := context.AfterFunc(r.f.ctx, cancel)
-	defer stop()
-	if err := r.f.entry.Wait(ctx, i); err != nil {
-		if cause := context.Cause(r.f.ctx); cause != nil {
-			return cause
+// wait blocks until piece i is verified or the origin has delivered it
+// past offset off, the request ends, the file is dropped, or nothing
+// arrives for StallTimeout.
+func (r *streamReader) wait(i int, off int64) error {
+	f := r.f
+	stall := time.NewTimer(f.s.cfg.StallTimeout)
+	defer stall.Stop()
+	for {
+		changed := f.entry.Changed()
+		f.mu.Lock()
+		progress := f.progress
+		pp := f.partial[i]
+		arrived := pp != nil && int64(pp.n) > off
+		f.mu.Unlock()
+		if arrived || f.entry.Have(i) {
+			return nil
 		}
-		if cause := context.Cause(ctx); cause != nil {
-			return cause
+		select {
+		case <-changed:
+		case <-progress:
+		case <-r.ctx.Done():
+			return r.ctx.Err()
+		case <-f.ctx.Done():
+			return context.Cause(f.ctx)
+		case <-f.entry.Removed():
+			return cache.ErrRemoved
+		case <-stall.C:
+			return fmt.Errorf("no source delivered piece %d of %s within %s", i, f.info.Path, f.s.cfg.StallTimeout)
 		}
-		return err
 	}
-	return nil
 }
 
 func (r *streamReader) Close() error {

@@ -143,6 +143,14 @@ func (e *Entry) Failed() error {
 // removed or failed): a streaming caller can select on it.
 func (e *Entry) Removed() <-chan struct{} { return e.gone }
 
+// Changed returns a channel that is closed the next time any piece of the
+// entry is sealed, for callers that wait on other events as well.
+func (e *Entry) Changed() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.changed
+}
+
 // Wait blocks until piece i is verified (nil), ctx ends (ctx.Err()), or the
 // entry is removed (ErrRemoved).
 func (e *Entry) Wait(ctx context.Context, piece int) error {
