@@ -183,7 +183,8 @@ func (f *file) schedule() {
 	}
 	f.prio = want
 
-	// Origin requests no playhead wants any more give their bandwidth back.
+	// Origin requests no playhead wants any more give their bandwidth back
+	// (after the piece under way).
 	urgentBusy := false
 	for r := range f.runs {
 		wanted := false
@@ -191,7 +192,8 @@ func (f *file) schedule() {
 			wanted = want[i] >= swarm.PriorityReadahead
 		}
 		if !wanted {
-			r.cancel()
+			r.stop.Store(true)
+			continue
 		}
 		urgentBusy = urgentBusy || r.urgent
 	}
@@ -247,6 +249,10 @@ type originRun struct {
 	first, end int
 	urgent     bool
 	cancel     context.CancelFunc
+	// stop ends the run after the piece it is receiving: bytes of that
+	// piece may already have reached a player, and the piece should reach
+	// the cache.
+	stop atomic.Bool
 }
 
 // fetchRun fetches a run's pieces in one range request, verifying and
@@ -270,7 +276,7 @@ func (f *file) fetchRun(ctx context.Context, r *originRun) {
 		return
 	}
 	defer body.Close()
-	for i := r.first; i < r.end; i++ {
+	for i := r.first; i < r.end && !r.stop.Load(); i++ {
 		_, n := f.info.PieceBounds(i)
 		buf, err := f.receive(body, i, n)
 		if err != nil {
