@@ -37,7 +37,7 @@ type file struct {
 	peersUntil time.Time
 
 	mu          sync.Mutex
-	heads       map[*streamReader]int // each reader's playhead piece
+	heads       map[*streamReader]int64 // each reader's playhead, in bytes
 	wantedSince map[int]time.Time
 	prio        map[int]swarm.Priority
 	runs        map[*originRun]struct{}
@@ -89,7 +89,7 @@ func newFile(s *Server, info *fileinfo.Info, entry *cache.Entry, t *swarm.Torren
 		s: s, info: info, entry: entry, torrent: t, stats: stats,
 		ctx: ctx, cancel: cancel,
 		wake:        make(chan struct{}, 1),
-		heads:       map[*streamReader]int{},
+		heads:       map[*streamReader]int64{},
 		wantedSince: map[int]time.Time{},
 		prio:        map[int]swarm.Priority{},
 		runs:        map[*originRun]struct{}{},
@@ -142,7 +142,8 @@ func (f *file) schedule() {
 	defer f.mu.Unlock()
 	want := map[int]swarm.Priority{}
 	var urgent, ahead []int
-	for _, h := range f.heads {
+	for _, off := range f.heads {
+		h := int(off / f.info.PieceLength)
 		for i := h; i < min(n, h+urgentPieces+raPieces); i++ {
 			if f.entry.Have(i) {
 				continue
@@ -238,6 +239,14 @@ func (f *file) schedule() {
 		}
 		ctx, cancel := context.WithCancel(f.ctx)
 		r := &originRun{first: i, end: end, cancel: cancel, urgent: k < nUrgent}
+		r.start, _ = f.info.PieceBounds(i)
+		if f.partial[i] == nil {
+			for _, off := range f.heads {
+				if int(off/f.info.PieceLength) == i && off > r.start {
+					r.start = off
+				}
+			}
+		}
 		f.runs[r] = struct{}{}
 		urgentBusy = urgentBusy || r.urgent
 		f.s.wg.Go(func() { f.fetchRun(ctx, r) })
@@ -247,6 +256,7 @@ func (f *file) schedule() {
 // originRun is one range request to the origin, for pieces [first, end).
 type originRun struct {
 	first, end int
+	start      int64 // first byte requested: first's offset, or a player's inside it
 	urgent     bool
 	cancel     context.CancelFunc
 	// stop ends the run after the piece it is receiving: bytes of that
@@ -256,84 +266,115 @@ type originRun struct {
 }
 
 // fetchRun fetches a run's pieces in one range request, verifying and
-// sealing each piece as it arrives.
+// sealing each piece as it arrives. A run that starts at a player's offset
+// inside its first piece fetches that piece's head last, so the player's
+// first byte is the first byte on the wire.
 func (f *file) fetchRun(ctx context.Context, r *originRun) {
 	defer func() {
 		r.cancel()
 		f.mu.Lock()
 		for j := r.first; j < r.end; j++ {
 			f.inflight[j] = false
+			delete(f.partial, j)
 		}
 		delete(f.runs, r)
 		f.mu.Unlock()
 		f.poke()
 	}()
-	off, _ := f.info.PieceBounds(r.first)
+	firstOff, _ := f.info.PieceBounds(r.first)
 	lastOff, lastN := f.info.PieceBounds(r.end - 1)
-	body, err := f.s.origin.Range(ctx, f.info.Path, off, lastOff+lastN-off, f.info.Size, f.info.ETag)
+	body, err := f.s.origin.Range(ctx, f.info.Path, r.start, lastOff+lastN-r.start, f.info.Size, f.info.ETag)
 	if err != nil {
 		f.originError(ctx, err)
 		return
 	}
 	defer body.Close()
+	var headless *partialPiece
 	for i := r.first; i < r.end && !r.stop.Load(); i++ {
-		_, n := f.info.PieceBounds(i)
-		buf, err := f.receive(body, i, n)
+		pOff, n := f.info.PieceBounds(i)
+		pp, err := f.receive(body, i, max(r.start, pOff)-pOff, n)
 		if err != nil {
 			f.originError(ctx, fmt.Errorf("piece %d from origin: %w", i, err))
 			return
 		}
-		f.stats.originFetched.Add(n)
-		f.s.metrics.OriginFetchedBytes.Add(float64(n))
-		if f.entry.Have(i) { // peers were faster
+		if pp.lo > 0 {
+			headless = pp
 			continue
 		}
-		switch err := f.entry.WritePiece(i, buf); {
-		case errors.Is(err, cache.ErrHashMismatch):
-			f.s.metrics.VerificationFailures.WithLabelValues(metrics.SourceOrigin).Inc()
-			f.stats.verifyFailures.Add(1)
-			piece := i
-			f.s.reports.send(fileinfo.Report{Kind: fileinfo.ReportVerificationFailed, Path: f.info.Path, InfoHash: f.info.InfoHash, Piece: &piece,
-				Detail: "origin bytes do not match the registered piece hash"})
-			f.s.drop(f, fmt.Errorf("piece %d of %s from the origin failed verification: the file changed since it was registered", i, f.info.Path))
-			return
-		case err != nil:
-			f.originError(ctx, fmt.Errorf("store piece %d: %w", i, err))
+		if !f.store(ctx, i, pp.buf) {
 			return
 		}
-		f.mu.Lock()
-		f.fromOrigin[i] = true
-		f.mu.Unlock()
-		f.s.metrics.PiecesVerified.WithLabelValues(metrics.SourceOrigin).Inc()
-		f.torrent.Sealed(i)
+	}
+	if headless != nil {
+		head, err := f.s.origin.Range(ctx, f.info.Path, firstOff, int64(headless.lo), f.info.Size, f.info.ETag)
+		if err == nil {
+			_, err = io.ReadFull(head, headless.buf[:headless.lo])
+			head.Close()
+		}
+		if err != nil {
+			f.originError(ctx, fmt.Errorf("head of piece %d from origin: %w", r.first, err))
+			return
+		}
+		f.stats.originFetched.Add(int64(headless.lo))
+		f.s.metrics.OriginFetchedBytes.Add(float64(headless.lo))
+		f.store(ctx, r.first, headless.buf)
 	}
 }
 
-// partialPiece is a piece arriving from the origin: buf[:n] has arrived.
-type partialPiece struct {
-	buf []byte
-	n   int
-}
-
-// receiveChunk is how often a piece in flight tells waiting readers.
-const receiveChunk = 16 << 10
-
-// receive reads piece i (n bytes) from the origin, publishing what has
-// arrived so that readers can pass it on before the piece verifies.
-func (f *file) receive(body io.Reader, i int, n int64) ([]byte, error) {
-	pp := &partialPiece{buf: make([]byte, n)}
-	f.mu.Lock()
-	f.partial[i] = pp
-	f.mu.Unlock()
+// store verifies an origin piece into the cache and tells the swarm; false
+// when the run must end.
+func (f *file) store(ctx context.Context, i int, buf []byte) bool {
 	defer func() {
 		f.mu.Lock()
 		delete(f.partial, i)
 		f.mu.Unlock()
 	}()
-	for got := 0; got < len(pp.buf); {
+	if f.entry.Have(i) { // peers were faster
+		return true
+	}
+	switch err := f.entry.WritePiece(i, buf); {
+	case errors.Is(err, cache.ErrHashMismatch):
+		f.s.metrics.VerificationFailures.WithLabelValues(metrics.SourceOrigin).Inc()
+		f.stats.verifyFailures.Add(1)
+		f.s.reports.send(fileinfo.Report{Kind: fileinfo.ReportVerificationFailed, Path: f.info.Path, InfoHash: f.info.InfoHash, Piece: &i,
+			Detail: "origin bytes do not match the registered piece hash"})
+		f.s.drop(f, fmt.Errorf("piece %d of %s from the origin failed verification: the file changed since it was registered", i, f.info.Path))
+		return false
+	case err != nil:
+		f.originError(ctx, fmt.Errorf("store piece %d: %w", i, err))
+		return false
+	}
+	f.mu.Lock()
+	f.fromOrigin[i] = true
+	f.mu.Unlock()
+	f.s.metrics.PiecesVerified.WithLabelValues(metrics.SourceOrigin).Inc()
+	f.torrent.Sealed(i)
+	return true
+}
+
+// partialPiece is a piece arriving from the origin: buf[lo:n] has arrived.
+type partialPiece struct {
+	buf   []byte
+	lo, n int
+}
+
+// receiveChunk is how often a piece in flight tells waiting readers.
+const receiveChunk = 16 << 10
+
+// receive reads bytes [lo, n) of piece i from the origin, publishing what
+// has arrived so that readers can pass it on before the piece verifies.
+// The piece stays published until store or the run's end removes it.
+func (f *file) receive(body io.Reader, i int, lo, n int64) (*partialPiece, error) {
+	pp := &partialPiece{buf: make([]byte, n), lo: int(lo), n: int(lo)}
+	f.mu.Lock()
+	f.partial[i] = pp
+	f.mu.Unlock()
+	for got := pp.lo; got < len(pp.buf); {
 		k, err := body.Read(pp.buf[got:min(got+receiveChunk, len(pp.buf))])
 		got += k
 		if k > 0 {
+			f.stats.originFetched.Add(int64(k))
+			f.s.metrics.OriginFetchedBytes.Add(float64(k))
 			f.mu.Lock()
 			pp.n = got
 			close(f.progress)
@@ -344,7 +385,7 @@ func (f *file) receive(body io.Reader, i int, n int64) ([]byte, error) {
 			return nil, err
 		}
 	}
-	return pp.buf, nil
+	return pp, nil
 }
 
 // readArriving copies bytes of piece i from offset off within it, if the
@@ -353,7 +394,7 @@ func (f *file) readArriving(p []byte, i int, off int64) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	pp := f.partial[i]
-	if pp == nil || int64(pp.n) <= off {
+	if pp == nil || off < int64(pp.lo) || int64(pp.n) <= off {
 		return 0
 	}
 	return copy(p, pp.buf[off:pp.n])
@@ -426,7 +467,7 @@ func (r *streamReader) moveHead(i int) {
 	}
 	r.head = i
 	r.f.mu.Lock()
-	r.f.heads[r] = i
+	r.f.heads[r] = r.off
 	r.f.mu.Unlock()
 	r.f.poke()
 }
@@ -479,7 +520,7 @@ func (r *streamReader) wait(i int, off int64) error {
 		f.mu.Lock()
 		progress := f.progress
 		pp := f.partial[i]
-		arrived := pp != nil && int64(pp.n) > off
+		arrived := pp != nil && int64(pp.lo) <= off && off < int64(pp.n)
 		f.mu.Unlock()
 		if arrived || f.entry.Have(i) {
 			return nil
