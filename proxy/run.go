@@ -18,6 +18,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
+		s.log.Warn("the proxy listens beyond loopback: anyone who can reach this address can use it", "addr", a.String())
+	}
 	s.log.Info("proxy listening", "url", httpapi.URL(ln), "bt_port", s.BTPort(), "cache", s.cfg.CacheDir, "cache_size", s.cfg.CacheSize)
 	return s.Serve(ctx, ln)
 }
