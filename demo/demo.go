@@ -27,6 +27,14 @@ import (
 // SampleName is the sample video's path on the demo origin.
 const SampleName = "sample.mp4"
 
+// ToneName is the sample audio's path on the demo origin: a tone made at
+// start (see tone.go).
+const ToneName = "tone.wav"
+
+// UserName is the demo's user, whose favourites and recent plays the
+// proxies' pages keep on the origin.
+const UserName = "demo"
+
 //go:embed media/sample.mp4
 var sampleMP4 []byte
 
@@ -52,13 +60,19 @@ type Config struct {
 
 // Cluster is a running system.
 type Cluster struct {
-	Token   string
-	Dir     string
-	Media   string
-	Tracker *Service
-	Origin  *Service
-	Proxies []*Service
-	tempDir bool
+	Token string
+	// User and UserToken are the demo user's name and credential, given
+	// to every proxy.
+	User      string
+	UserToken string
+	// OriginData is the origin's data directory (users and their lists).
+	OriginData string
+	Dir        string
+	Media      string
+	Tracker    *Service
+	Origin     *Service
+	Proxies    []*Service
+	tempDir    bool
 }
 
 // Service is one running component.
@@ -99,6 +113,14 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		if err := os.WriteFile(filepath.Join(c.Media, SampleName), sampleMP4, 0o644); err != nil {
 			return nil, fmt.Errorf("demo media: %w", err)
 		}
+		if err := os.WriteFile(filepath.Join(c.Media, ToneName), toneWAV(8*time.Second, 440), 0o644); err != nil {
+			return nil, fmt.Errorf("demo media: %w", err)
+		}
+	}
+	c.OriginData = filepath.Join(c.Dir, "origin")
+	c.User = UserName
+	if c.UserToken, err = origin.AddUser(c.OriginData, c.User); err != nil {
+		return nil, err
 	}
 	tok := make([]byte, 16)
 	rand.Read(tok)
@@ -123,7 +145,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	}
 	c.Origin = &Service{Name: "origin", start: func(ctx context.Context, s *Service, ln net.Listener) (func() error, error) {
 		o, err := origin.New(origin.Config{
-			Media: c.Media, TrackerURL: c.Tracker.URL, PublicURL: httpapi.URL(ln), Token: c.Token,
+			Media: c.Media, DataDir: c.OriginData, TrackerURL: c.Tracker.URL, PublicURL: httpapi.URL(ln), Token: c.Token,
 			RateLimit: cfg.RateLimit, ScanInterval: cfg.ScanInterval, Registry: s.Registry,
 			Logger: log.With("component", "origin"),
 		})
@@ -151,7 +173,7 @@ func (c *Cluster) AddProxy(ctx context.Context, cacheSize int64, log *slog.Logge
 	s := &Service{Name: name, start: func(ctx context.Context, s *Service, ln net.Listener) (func() error, error) {
 		p, err := proxy.New(proxy.Config{
 			TrackerURL: c.Tracker.URL, OriginURL: c.Origin.URL, CacheDir: cacheDir, CacheSize: cacheSize,
-			BTListen: btAddr, Registry: s.Registry, Logger: log,
+			BTListen: btAddr, User: c.User, UserToken: c.UserToken, Registry: s.Registry, Logger: log,
 		})
 		if err != nil {
 			return nil, err

@@ -17,6 +17,9 @@ type CatalogEntry struct {
 	ContentType string    `json:"content_type"`
 	ETag        string    `json:"etag"`
 	ModTime     time.Time `json:"mod_time"`
+	// Duration is in seconds, for audio and video whose container states
+	// it (MP4, QuickTime, WAV); 0 (absent) otherwise.
+	Duration float64 `json:"duration,omitempty"`
 	// Registered is true once the tracker accepted the hash of the file's
 	// current version.
 	Registered bool `json:"registered"`

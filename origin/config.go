@@ -36,6 +36,9 @@ type Config struct {
 	// Token is the tracker's shared secret, sent as "Authorization:
 	// Bearer <Token>" when registering. Required.
 	Token string
+	// DataDir keeps the users' credentials and lists (see AddUser); ""
+	// turns the /v1/users API off.
+	DataDir string
 	// ScanInterval is how often the media directory is walked for new,
 	// changed and removed files; default 2s.
 	ScanInterval time.Duration

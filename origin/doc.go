@@ -13,6 +13,16 @@
 // verification makes the origin rehash the file even if its size and
 // modification time look unchanged.
 //
+// GET /v1/catalog lists the media, searchable by name (?q=) and paged
+// (?offset=, ?limit=, X-Total-Count), with each audio or video file's
+// duration where its container states it (MP4 and QuickTime movie header,
+// WAV).
+//
+// With a data directory, the origin keeps each user's favourites and
+// recently played list under /v1/users/{user}/: AddUser (the CLI's "p2sp
+// origin user add") issues a user's bearer token, of which only the
+// SHA-256 is stored, and a request may touch only its own user's lists.
+//
 // Every path is resolved inside an os.Root after fileinfo.CleanPath, so no
 // request can read outside the media directory, whatever its encoding or
 // the symlinks in the tree.

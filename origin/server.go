@@ -28,6 +28,9 @@ type Server struct {
 	reportLimit *httpapi.IPLimiter
 	health      httpapi.Health
 	engine      *gin.Engine
+	// users holds the users' lists; nil without a data directory.
+	users     *userStore
+	durations durationCache
 
 	// publicURL is written by Serve before it starts the worker, its only
 	// reader.
@@ -59,6 +62,12 @@ func New(cfg Config) (*Server, error) {
 		cat:         newCatalog(m, cfg.TrackerURL != "", cfg.ScanInterval),
 		reportLimit: httpapi.NewIPLimiter(reportRate, reportBurst, maxReportAddrs),
 	}
+	if cfg.DataDir != "" {
+		if s.users, err = newUserStore(cfg.DataDir); err != nil {
+			root.Close()
+			return nil, err
+		}
+	}
 	s.health.SetReady(func() error {
 		if !s.ready.Load() {
 			return errors.New("first scan of the media not finished")
@@ -84,9 +93,10 @@ func (s *Server) routes() *gin.Engine {
 	files := httpapi.Handle(s.serveFile)
 	e.GET("/files/*path", s.countRequest, files)
 	e.HEAD("/files/*path", s.countRequest, files)
-	e.GET("/v1/catalog", s.getCatalog)
+	e.GET("/v1/catalog", httpapi.Handle(s.getCatalog))
 	e.GET("/v1/files-info/*path", httpapi.Handle(s.getFileInfo))
 	e.POST("/v1/reports", httpapi.Handle(s.postReport))
+	s.userRoutes(e)
 	return e
 }
 
@@ -96,11 +106,6 @@ func (s *Server) countRequest(c *gin.Context) {
 	c.Writer = &countingWriter{ResponseWriter: c.Writer, sent: s.m.SentBytes}
 	c.Next()
 	s.m.ObserveRequest(c.Writer.Status())
-}
-
-// getCatalog answers GET /v1/catalog: every media file, sorted by path.
-func (s *Server) getCatalog(c *gin.Context) {
-	c.JSON(http.StatusOK, s.cat.list())
 }
 
 // getFileInfo answers GET /v1/files-info/*path with the origin's own hash

@@ -36,6 +36,12 @@ type Config struct {
 	StallTimeout time.Duration
 	// Readahead is how many bytes past the playhead are fetched ahead.
 	Readahead int64
+	// User names the user whose favourites and recent plays the page
+	// shows, and UserToken is that user's credential on the origin (see
+	// origin.AddUser); the page relays list calls to the origin with it.
+	// Both empty turns the lists off; the page still plays.
+	User      string
+	UserToken string
 	// Registry receives the proxy's metrics; nil makes a new one.
 	Registry *prometheus.Registry
 	// HTTPClient talks to the origin and the tracker; nil makes one with
@@ -74,6 +80,9 @@ func (c Config) withDefaults() (Config, error) {
 			return c, fmt.Errorf("proxy: the %s URL %q is not an http(s) URL", name, *u)
 		}
 		*u = strings.TrimRight(*u, "/")
+	}
+	if (c.User == "") != (c.UserToken == "") {
+		return c, errors.New("proxy: a user and the user's token go together")
 	}
 	if c.Registry == nil {
 		c.Registry = metrics.NewRegistry()

@@ -13,4 +13,11 @@
 // tracker does not know is streamed from the origin alone, kept aside, and
 // reported; once the origin has registered it the kept bytes are verified
 // into the cache and seeded.
+//
+// The proxy also serves a player page at / (embedded HTML, CSS and
+// JavaScript under web/): the origin's catalog with search, a <video> or
+// <audio> element on /stream/{path}, the bytes' sources from /v1/status,
+// and the configured user's favourites and recent plays. The page talks
+// to this proxy only: /v1/catalog and /v1/lists/* are relayed to the
+// origin, the lists with the user's token, which never reaches the browser.
 package proxy

@@ -102,7 +102,8 @@ func New(cfg Config) (*Server, error) {
 			s.log.Warn("cannot seed cached file", "path", e.Info().Path, "err", err)
 		}
 	}
-	s.health.SetReady(func() error { return nil })
+	s.metrics.SetState(s.metricsState)
+	s.health.SetReady(s.ready)
 	return s, nil
 }
 
@@ -124,8 +125,9 @@ func (s *Server) Handler() http.Handler {
 	s.health.Register(e)
 	e.GET("/metrics", gin.WrapH(metrics.Handler(s.cfg.Registry)))
 	e.GET("/v1/status", httpapi.Handle(s.handleStatus))
-	e.GET("/stream/*path", httpapi.Handle(s.handleStream))
+	e.GET("/stream/*path", s.startClock, httpapi.Handle(s.handleStream))
 	e.HEAD("/stream/*path", httpapi.Handle(s.handleStream))
+	s.pageRoutes(e)
 	return e
 }
 

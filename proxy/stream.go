@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net/http"
 	"path"
+	"syscall"
 
 	"github.com/gin-gonic/gin"
 
@@ -44,7 +45,9 @@ func (s *Server) handleStream(c *gin.Context) error {
 		s.log.Warn("tracker lookup failed, using cached info", "path", p, "err", err)
 		info = cached.Info()
 	case err != nil:
-		return httpapi.Errorf(http.StatusBadGateway, "%w", err)
+		// No tracker and nothing cached: the origin alone still plays.
+		s.log.Warn("tracker lookup failed, streaming from the origin alone", "path", p, "err", err)
+		return s.serveOrigin(c, p, nil)
 	}
 	entry, err := s.cache.Create(info)
 	if errors.Is(err, cache.ErrNoSpace) {
@@ -83,17 +86,10 @@ func (s *Server) serve(c *gin.Context, info *fileinfo.Info, open func(context.Co
 		ETag:        info.ETag,
 		ContentType: contentType(info.Path),
 		Name:        path.Base(info.Path),
-		Open:        open,
+		Open:        s.timed(c, open),
 		Sent:        sent,
 	})
-	if err != nil {
-		s.statsFor(info.Path).setErr(err)
-		if c.Request.Context().Err() == nil {
-			s.log.Warn("stream failed", "path", info.Path, "err", err)
-		}
-		return httpapi.Errorf(http.StatusBadGateway, "%w", err)
-	}
-	return nil
+	return s.streamError(c, info.Path, err)
 }
 
 func contentType(p string) string {
@@ -122,7 +118,7 @@ func (s *Server) serveOrigin(c *gin.Context, p string, st *staging) error {
 	err = byterange.Serve(c.Writer, c.Request, &byterange.Content{
 		Size: meta.Size, ModTime: meta.ModTime, ETag: meta.ETag,
 		ContentType: meta.ContentType, Name: path.Base(p),
-		Open: func(ctx context.Context, off, n int64) (io.Reader, error) {
+		Open: s.timed(c, func(ctx context.Context, off, n int64) (io.Reader, error) {
 			body, err := s.origin.Range(ctx, p, off, n, meta.Size, meta.ETag)
 			if err != nil {
 				if errors.Is(err, fetch.ErrChanged) {
@@ -134,13 +130,23 @@ func (s *Server) serveOrigin(c *gin.Context, p string, st *staging) error {
 				s.served(stats, metrics.SourceOrigin, k)
 				s.metrics.OriginFetchedBytes.Add(float64(k))
 			}}, nil
-		},
+		}),
 	})
-	if err != nil {
-		stats.setErr(err)
-		return httpapi.Errorf(http.StatusBadGateway, "%w", err)
+	return s.streamError(c, p, err)
+}
+
+// streamError records a failed stream on the path's status, unless the
+// player merely went away (a seek closes the old connection).
+func (s *Server) streamError(c *gin.Context, p string, err error) error {
+	if err == nil {
+		return nil
 	}
-	return nil
+	if c.Request.Context().Err() != nil || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+		return nil
+	}
+	s.statsFor(p).setErr(err)
+	s.log.Warn("stream failed", "path", p, "err", err)
+	return httpapi.Errorf(http.StatusBadGateway, "%w", err)
 }
 
 // originBody passes origin bytes to the player, counting them and keeping

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -25,11 +26,14 @@ const usage = `p2sp: peer-to-server-and-peer media delivery
 Usage:
   p2sp demo      [flags]   tracker + origin + two proxies over sample media
   p2sp origin    [flags]   the media web server
+  p2sp origin user add NAME --data-dir DIR
+                           create a user (or renew its token); prints the token
   p2sp tracker   [flags]   the file-info server and BitTorrent tracker
   p2sp proxy     [flags]   the localhost sidecar players talk to
 
 Run 'p2sp COMMAND --help' for a command's flags. The origin and the tracker
-read their shared secret from the P2SP_TOKEN environment variable.
+read their shared secret from the P2SP_TOKEN environment variable. A proxy
+reads its user's token from --user-token-file or P2SP_USER_TOKEN.
 `
 
 func main() {
@@ -47,6 +51,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
+	if args[0] == "origin" && len(args) > 1 && args[1] == "user" {
+		return runUser(args[2:], stdout, stderr)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	fs := flag.NewFlagSet("p2sp "+args[0], flag.ContinueOnError)
@@ -62,6 +69,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fs.StringVar(&cfg.PublicURL, "public-url", "", "base URL proxies reach this origin at (default: http://LISTEN)")
 		fs.Int64Var(&cfg.RateLimit, "rate-limit", 0, "cap on total egress in bytes per second (0: none)")
 		fs.DurationVar(&cfg.ScanInterval, "scan-interval", 2*time.Second, "how often the media directory is rescanned")
+		fs.StringVar(&cfg.DataDir, "data-dir", "", "directory of the users' credentials and lists (default: none, lists off)")
 		start = func() error { cfg.Token = os.Getenv("P2SP_TOKEN"); return origin.Run(ctx, cfg) }
 	case "tracker":
 		var cfg tracker.Config
@@ -79,10 +87,17 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fs.StringVar(&cfg.CacheDir, "cache-dir", "", "cache directory (required)")
 		fs.StringVar(&size, "cache-size", "1GiB", "cache size, e.g. 500MB, 1GiB")
 		fs.StringVar(&cfg.BTListen, "bt-listen", ":0", "BitTorrent listen address (port 0: a free one)")
+		fs.StringVar(&cfg.User, "user", "", "user whose favourites and recent plays the page keeps on the origin")
+		tokenFile := fs.String("user-token-file", "", "file holding the user's token (default: $P2SP_USER_TOKEN)")
 		start = func() error {
 			var err error
 			if cfg.CacheSize, err = proxy.ParseSize(size); err != nil {
 				return fmt.Errorf("--cache-size: %w", err)
+			}
+			if cfg.User != "" {
+				if cfg.UserToken, err = userToken(*tokenFile); err != nil {
+					return err
+				}
 			}
 			return proxy.Run(ctx, cfg)
 		}
@@ -107,6 +122,62 @@ func run(args []string, stdout, stderr io.Writer) error {
 	return start()
 }
 
+// runUser runs "p2sp origin user add NAME --data-dir DIR": it prints the
+// new token on stdout, alone, so that a script can capture it.
+func runUser(args []string, stdout, stderr io.Writer) error {
+	const usage = "usage: p2sp origin user add NAME --data-dir DIR"
+	if len(args) == 0 || args[0] != "add" {
+		fmt.Fprintln(stderr, usage)
+		return errors.New("unknown user command")
+	}
+	fs := flag.NewFlagSet("p2sp origin user add", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data-dir", "", "the origin's data directory (required)")
+	args = args[1:]
+	var name string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if name == "" && fs.NArg() == 1 {
+		name = fs.Arg(0)
+	} else if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q; %s", fs.Args(), usage)
+	}
+	if name == "" || *dataDir == "" {
+		return errors.New(usage)
+	}
+	token, err := origin.AddUser(*dataDir, name)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, token)
+	fmt.Fprintf(stderr, "user %s: token above (shown once; only its hash is kept). Give it to the proxy with --user %s --user-token-file FILE or P2SP_USER_TOKEN.\n", name, name)
+	return nil
+}
+
+// userToken reads the proxy user's token from file, or else from
+// P2SP_USER_TOKEN.
+func userToken(file string) (string, error) {
+	if file == "" {
+		if t := strings.TrimSpace(os.Getenv("P2SP_USER_TOKEN")); t != "" {
+			return t, nil
+		}
+		return "", errors.New("--user needs the user's token: --user-token-file FILE or P2SP_USER_TOKEN")
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("--user-token-file: %w", err)
+	}
+	t := strings.TrimSpace(string(b))
+	if t == "" {
+		return "", fmt.Errorf("--user-token-file: %s is empty", file)
+	}
+	return t, nil
+}
+
 func runDemo(ctx context.Context, cfg demo.Config, stdout io.Writer) error {
 	c, err := demo.Start(ctx, cfg)
 	if err != nil {
@@ -120,7 +191,8 @@ func runDemo(ctx context.Context, cfg demo.Config, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "  %-8s %s/v1/status\n", p.Name, p.URL)
 	}
 	if len(c.Proxies) > 0 {
-		fmt.Fprintf(stdout, "\nOpen in a player or browser:\n\n  %s/stream/%s\n\n", c.Proxies[0].URL, demo.SampleName)
+		fmt.Fprintf(stdout, "\nThe player page (user %q):\n\n  %s/\n", c.User, c.Proxies[0].URL)
+		fmt.Fprintf(stdout, "\nOr open in any player:\n\n  %s/stream/%s\n\n", c.Proxies[0].URL, demo.SampleName)
 	}
 	<-ctx.Done()
 	return nil

@@ -176,6 +176,8 @@ type Stats struct {
 	UploadedBytes int64
 	// BadPieces counts pieces from peers that failed their hash.
 	BadPieces int64
+	// GoodPieces counts pieces from peers that passed their hash.
+	GoodPieces int64
 }
 
 // Stats returns the torrent's counters.
@@ -186,6 +188,21 @@ func (t *Torrent) Stats() Stats {
 		PeerBytes:     st.PeerConns.BytesReadUsefulData.Int64(),
 		UploadedBytes: st.PeerConns.BytesWrittenData.Int64(),
 		BadPieces:     st.PeerConns.PiecesDirtiedBad.Int64(),
+		GoodPieces:    st.PeerConns.PiecesDirtiedGood.Int64(),
+	}
+}
+
+// Stats returns the whole client's counters: peers connected now over all
+// torrents, and byte and piece totals over every torrent since the client
+// started, dropped ones included, so that they never decrease.
+func (s *Swarm) Stats() Stats {
+	st := s.cl.Stats()
+	return Stats{
+		Peers:         st.ActivePeers,
+		PeerBytes:     st.PeerConns.BytesReadUsefulData.Int64(),
+		UploadedBytes: st.PeerConns.BytesWrittenData.Int64(),
+		BadPieces:     st.PeerConns.PiecesDirtiedBad.Int64(),
+		GoodPieces:    st.PeerConns.PiecesDirtiedGood.Int64(),
 	}
 }
 

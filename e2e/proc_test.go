@@ -1,0 +1,178 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/p2sp/p2sp/demo"
+	"github.com/p2sp/p2sp/internal/httpapi"
+	"github.com/p2sp/p2sp/proxy"
+)
+
+// buildP2SP builds the p2sp binary into the test's temporary directory,
+// from the module root, as a user would run it.
+func buildP2SP(t *testing.T) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatalf("go env GOMOD: %v", err)
+	}
+	root := filepath.Dir(strings.TrimSpace(string(out)))
+	bin := filepath.Join(t.TempDir(), "p2sp")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/p2sp")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/p2sp: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// proxyProc is `p2sp proxy` running as a child process of the test.
+type proxyProc struct {
+	URL  string
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// startProxyProc runs `p2sp proxy --listen listen args...` and waits until
+// it is ready. The test's cleanup kills it if it still runs.
+func startProxyProc(t *testing.T, bin, listen string, args ...string) *proxyProc {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"proxy", "--listen", listen}, args...)...)
+	out := &lineWriter{t: t, prefix: "[proxy process] "}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start p2sp proxy: %v", err)
+	}
+	p := &proxyProc{URL: "http://" + listen, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() { p.kill() })
+	client := &http.Client{Timeout: time.Second}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if resp, err := client.Get(p.URL + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("p2sp proxy exited before it was ready: %v", p.err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("p2sp proxy not ready after 30s")
+		}
+	}
+}
+
+// kill sends SIGKILL (no shutdown, no deferred flush) and waits for the
+// process to be gone.
+func (p *proxyProc) kill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// lineWriter logs a child's output line by line.
+type lineWriter struct {
+	t      *testing.T
+	prefix string
+	mu     sync.Mutex
+	buf    []byte
+}
+
+func (w *lineWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, b...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			return len(b), nil
+		}
+		w.t.Log(w.prefix + string(w.buf[:i]))
+		w.buf = w.buf[i+1:]
+	}
+}
+
+// loopbackAddr returns a loopback address whose port was free a moment
+// ago.
+func loopbackAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return "127.0.0.1:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// testProxy is a proxy the test configures itself (another origin URL, a
+// short stall timeout), served on a loopback port until the test ends.
+type testProxy struct {
+	*proxy.Server
+	URL string
+}
+
+// startTestProxy runs proxy.New(cfg) with the cluster's tracker and origin
+// unless cfg names others, a cache in a temporary directory, BitTorrent on
+// loopback and the test's log.
+func startTestProxy(t *testing.T, c *demo.Cluster, cfg proxy.Config) *testProxy {
+	t.Helper()
+	if cfg.TrackerURL == "" {
+		cfg.TrackerURL = c.Tracker.URL
+	}
+	if cfg.OriginURL == "" {
+		cfg.OriginURL = c.Origin.URL
+	}
+	if cfg.CacheDir == "" {
+		cfg.CacheDir = t.TempDir()
+	}
+	if cfg.BTListen == "" {
+		cfg.BTListen = "127.0.0.1:0"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	s, err := proxy.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := httpapi.Listen(t.Context(), "127.0.0.1:0")
+	if err != nil {
+		s.Close()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := errors.Join(<-done, s.Close()); err != nil {
+			t.Logf("stop test proxy: %v", err)
+		}
+	})
+	return &testProxy{Server: s, URL: httpapi.URL(ln)}
+}

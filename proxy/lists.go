@@ -1,0 +1,105 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/p2sp/p2sp/internal/httpapi"
+)
+
+const (
+	// relayTimeout bounds one relayed call to the origin.
+	relayTimeout = 15 * time.Second
+	// maxRelayBody bounds a relayed request body; the origin has its own
+	// (smaller) bound.
+	maxRelayBody = 1 << 20
+)
+
+// relayCatalog answers GET /v1/catalog with the origin's, query and all,
+// so the page needs no access to the origin.
+func (s *Server) relayCatalog(c *gin.Context) error {
+	return s.relay(c, s.cfg.OriginURL+"/v1/catalog", false)
+}
+
+// checkListCall guards /v1/lists: the lists must be configured, and a call
+// that changes them must come from the page itself. A page of another site
+// open in the same browser can reach this loopback port too; requiring a
+// JSON body (which a cross-site form cannot send without a CORS preflight
+// that nothing here answers) and a same-origin Origin header keeps it from
+// acting as the user.
+func (s *Server) checkListCall(c *gin.Context) error {
+	if s.cfg.User == "" {
+		return httpapi.Errorf(http.StatusNotFound, "no user configured: start the proxy with --user and --user-token-file")
+	}
+	if c.Request.Method == http.MethodGet {
+		return nil
+	}
+	if o := c.GetHeader("Origin"); o != "" {
+		u, err := url.Parse(o)
+		if err != nil || u.Host != c.Request.Host {
+			return httpapi.Errorf(http.StatusForbidden, "cross-origin list call from %q", o)
+		}
+	}
+	if c.Request.Method == http.MethodPost || c.Request.Method == http.MethodPut {
+		mt, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))
+		if mt != "application/json" {
+			return httpapi.Errorf(http.StatusUnsupportedMediaType, "want a JSON body (Content-Type: application/json)")
+		}
+	}
+	return nil
+}
+
+// relayList passes /v1/lists/{rest} to the origin's
+// /v1/users/{user}/{rest} with the user's token.
+func (s *Server) relayList(c *gin.Context) error {
+	rest := strings.TrimPrefix(c.Request.URL.EscapedPath(), "/v1/lists")
+	return s.relay(c, s.cfg.OriginURL+"/v1/users/"+url.PathEscape(s.cfg.User)+rest, true)
+}
+
+// relay sends the request to target (with the request's query and body)
+// and copies the origin's answer back: its status, type and body.
+func (s *Server) relay(c *gin.Context, target string, auth bool) error {
+	if q := c.Request.URL.RawQuery; q != "" {
+		target += "?" + q
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), relayTimeout)
+	defer cancel()
+	var body io.Reader
+	if c.Request.ContentLength != 0 && c.Request.Method != http.MethodGet {
+		body = http.MaxBytesReader(c.Writer, c.Request.Body, maxRelayBody)
+	}
+	req, err := http.NewRequestWithContext(ctx, c.Request.Method, target, body)
+	if err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	if ct := c.GetHeader("Content-Type"); ct != "" && body != nil {
+		req.Header.Set("Content-Type", ct)
+	}
+	req.Header.Set("Accept", "application/json")
+	if auth {
+		req.Header.Set("Authorization", "Bearer "+s.cfg.UserToken)
+	}
+	resp, err := s.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return httpapi.Errorf(http.StatusBadGateway, "origin: %w", err)
+	}
+	defer resp.Body.Close()
+	for _, h := range []string{"Content-Type", "X-Total-Count"} {
+		if v := resp.Header.Get(h); v != "" {
+			c.Header(h, v)
+		}
+	}
+	c.Status(resp.StatusCode)
+	if _, err := io.Copy(c.Writer, resp.Body); err != nil {
+		s.log.Debug("relay cut short", "target", target, "err", err)
+	}
+	return nil
+}
