@@ -332,7 +332,14 @@ func (f *file) store(ctx context.Context, i int, buf []byte) bool {
 	if f.entry.Have(i) { // peers were faster
 		return true
 	}
-	switch err := f.entry.WritePiece(i, buf); {
+	// Marked before the write: a reader woken by the seal must count the
+	// piece for the origin.
+	f.setFromOrigin(i, true)
+	err := f.entry.WritePiece(i, buf)
+	if err != nil {
+		f.setFromOrigin(i, false)
+	}
+	switch {
 	case errors.Is(err, cache.ErrHashMismatch):
 		f.s.metrics.VerificationFailures.WithLabelValues(metrics.SourceOrigin).Inc()
 		f.stats.verifyFailures.Add(1)
@@ -344,12 +351,15 @@ func (f *file) store(ctx context.Context, i int, buf []byte) bool {
 		f.originError(ctx, fmt.Errorf("store piece %d: %w", i, err))
 		return false
 	}
-	f.mu.Lock()
-	f.fromOrigin[i] = true
-	f.mu.Unlock()
 	f.s.metrics.PiecesVerified.WithLabelValues(metrics.SourceOrigin).Inc()
 	f.torrent.Sealed(i)
 	return true
+}
+
+func (f *file) setFromOrigin(i int, v bool) {
+	f.mu.Lock()
+	f.fromOrigin[i] = v
+	f.mu.Unlock()
 }
 
 // partialPiece is a piece arriving from the origin: buf[lo:n] has arrived.
