@@ -40,10 +40,12 @@ func TestFaultBadPeer(t *testing.T) {
 		t.Fatal("proxy1: bytes differ")
 	}
 	waitComplete(t, p1, path)
+	// proxy1 is in the swarm the tracker tells the next proxies of.
+	waitAnnounced(t, c, path, p1.Proxy.BTPort(), 10*time.Second)
 
 	// Rot: flip bytes in place in several pieces of proxy1's data file,
 	// behind its back.
-	corrupt := []int{1, 3, 9, 40, 77, 120, fi.NumPieces() - 1}
+	corrupt := []int{0, 1, 2, 3, 5, 8, 13, 40, 77, 120, fi.NumPieces() - 1}
 	dataFile := filepath.Join(c.Dir, p1.Name, "files", strings.ToLower(fi.InfoHash), "data")
 	flipBytes(t, dataFile, fi, corrupt)
 
@@ -254,6 +256,7 @@ func TestOriginAwayMidStream(t *testing.T) {
 	p1, p2 := c.Proxies[0], c.Proxies[1]
 	mustGet(t, streamURL(p1, held), "", http.StatusOK)
 	waitComplete(t, p1, held)
+	waitAnnounced(t, c, held, p1.Proxy.BTPort(), 10*time.Second)
 
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
@@ -289,7 +292,11 @@ func TestOriginAwayMidStream(t *testing.T) {
 	t0 := time.Now()
 	r, body, err := get(t, tp.URL+"/stream/"+fileinfo.EscapePath(nobody), "")
 	took := time.Since(t0)
-	t.Logf("no source: %s after %s (%d body bytes, err %v)", statusOf(r), took.Round(time.Millisecond), len(body), err)
+	var declared int64 = -1
+	if r != nil {
+		declared = r.ContentLength
+	}
+	t.Logf("no source: %s after %s (Content-Length %d, %d body bytes, err %v)", statusOf(r), took.Round(time.Millisecond), declared, len(body), err)
 	if took > 10*time.Second {
 		t.Errorf("no source: the player waited %s; want an answer within 10s", took)
 	}
@@ -612,4 +619,3 @@ func TestTinyCache(t *testing.T) {
 		t.Errorf("%d bytes in the cache directory, over its %d-byte size", onDisk, capacity)
 	}
 }
-

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/p2sp/p2sp/internal/fileinfo"
 	"github.com/p2sp/p2sp/internal/httpapi"
 )
 
@@ -60,7 +61,17 @@ func (s *Server) checkListCall(c *gin.Context) error {
 // relayList passes /v1/lists/{rest} to the origin's
 // /v1/users/{user}/{rest} with the user's token.
 func (s *Server) relayList(c *gin.Context) error {
-	rest := strings.TrimPrefix(c.Request.URL.EscapedPath(), "/v1/lists")
+	rest := strings.TrimPrefix(c.Request.URL.Path, "/v1/lists")
+	if rest != "" {
+		// The relay forwards paths, never lets one climb out of the user's
+		// lists: "..", "." and empty elements are refused here, in every
+		// encoding (the path is already decoded).
+		clean, err := fileinfo.CleanPath(rest)
+		if err != nil {
+			return httpapi.Errorf(http.StatusBadRequest, "bad list path: %w", err)
+		}
+		rest = "/" + fileinfo.EscapePath(clean)
+	}
 	return s.relay(c, s.cfg.OriginURL+"/v1/users/"+url.PathEscape(s.cfg.User)+rest, true)
 }
 

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,6 +43,8 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	announceNow chan struct{} // wakes the announce loop
+
 	mu    sync.Mutex
 	files map[string]*file      // by infohash
 	stats map[string]*fileStats // by path, kept across versions
@@ -59,8 +64,9 @@ func New(cfg Config) (*Server, error) {
 		origin:  &fetch.Origin{Base: cfg.OriginURL, Client: cfg.HTTPClient},
 		metrics: metrics.NewProxy(cfg.Registry),
 		ctx:     ctx, cancel: cancel,
-		files: map[string]*file{},
-		stats: map[string]*fileStats{},
+		files:       map[string]*file{},
+		announceNow: make(chan struct{}, 1),
+		stats:       map[string]*fileStats{},
 	}
 	s.reports = &reporter{
 		targets: []string{cfg.TrackerURL, cfg.OriginURL}, client: cfg.HTTPClient,
@@ -93,6 +99,7 @@ func New(cfg Config) (*Server, error) {
 		s.cache.Close()
 		return nil, err
 	}
+	s.wg.Go(s.announceLoop)
 	// Seed what the cache already holds.
 	for _, e := range s.cache.Entries() {
 		if e.HaveCount() == 0 {
@@ -122,6 +129,7 @@ func (s *Server) BTPort() int { return s.swarm.Port() }
 // Handler routes the proxy's HTTP API.
 func (s *Server) Handler() http.Handler {
 	e := httpapi.NewEngine()
+	e.Use(s.checkHost)
 	s.health.Register(e)
 	e.GET("/metrics", gin.WrapH(metrics.Handler(s.cfg.Registry)))
 	e.GET("/v1/status", httpapi.Handle(s.handleStatus))
@@ -165,7 +173,7 @@ func (s *Server) activate(info *fileinfo.Info, entry *cache.Entry) (*file, error
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
-	t, err := s.swarm.Open(ctx, info, s.cfg.TrackerURL+"/announce", info.Peers)
+	t, err := s.swarm.Open(ctx, info, info.Peers)
 	if err != nil {
 		return nil, err
 	}
@@ -180,6 +188,10 @@ func (s *Server) activate(info *fileinfo.Info, entry *cache.Entry) (*file, error
 	}
 	s.files[info.InfoHash] = f
 	s.wg.Go(f.run)
+	select {
+	case s.announceNow <- struct{}{}:
+	default:
+	}
 	return f, nil
 }
 
@@ -217,4 +229,26 @@ func (s *Server) evicted(infohash string) {
 		f.cancel(errors.New("evicted from the cache"))
 	}
 	s.swarm.Drop(infohash)
+}
+
+// checkHost refuses requests whose Host is not this proxy: a web page can
+// point a name of its own at 127.0.0.1 (DNS rebinding) and would otherwise
+// read the user's streams and lists and act as the user. Loopback names,
+// and the address the proxy was told to listen on, are this proxy.
+func (s *Server) checkHost(c *gin.Context) {
+	host := c.Request.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	listen, _, _ := net.SplitHostPort(s.cfg.Listen)
+	ip, _ := netip.ParseAddr(host)
+	lip, _ := netip.ParseAddr(listen)
+	switch {
+	case strings.EqualFold(host, "localhost"), ip.IsLoopback(), host == listen && host != "":
+	case listen == "" || lip.IsUnspecified():
+		// Listening on every address was asked for explicitly.
+	default:
+		c.AbortWithStatusJSON(http.StatusMisdirectedRequest, gin.H{"error": fmt.Sprintf("Host %q is not this proxy", c.Request.Host)})
+	}
 }

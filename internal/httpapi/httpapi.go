@@ -54,6 +54,10 @@ func Handle(fn func(*gin.Context) error) gin.HandlerFunc {
 		if c.Writer.Written() {
 			return
 		}
+		// A handler may have set the headers of the body it meant to send.
+		for _, h := range []string{"Content-Length", "Content-Range", "Content-Encoding", "ETag", "Last-Modified", "Accept-Ranges"} {
+			c.Writer.Header().Del(h)
+		}
 		c.AbortWithStatusJSON(status, gin.H{"error": err.Error()})
 	}
 }

@@ -6,11 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/anacrolix/torrent/storage"
+	"github.com/anacrolix/torrent/tracker"
+	trhttp "github.com/anacrolix/torrent/tracker/http"
 	"github.com/anacrolix/torrent/types"
 
 	"github.com/p2sp/p2sp/internal/fileinfo"
@@ -81,10 +85,11 @@ func (s *Swarm) Port() int { return s.cl.LocalPort() }
 // BannedIPs lists the peers banned for sending data that failed its hash.
 func (s *Swarm) BannedIPs() []string { return s.cl.BadPeerIPs() }
 
-// Open joins the torrent of info, announcing to announceURL (when not
-// empty) and connecting to peers at once. Opening a torrent twice returns
-// the same one.
-func (s *Swarm) Open(ctx context.Context, info *fileinfo.Info, announceURL string, peers []fileinfo.Peer) (*Torrent, error) {
+// Open joins the torrent of info, connecting to peers at once. Opening a
+// torrent twice returns the same one. The caller announces it (Announce):
+// the library's own announcer waits a minute after a failed announce, so a
+// tracker that restarts would not hear from its peers for that long.
+func (s *Swarm) Open(ctx context.Context, info *fileinfo.Info, peers []fileinfo.Peer) (*Torrent, error) {
 	ib, err := infoBytes(info)
 	if err != nil {
 		return nil, err
@@ -98,9 +103,6 @@ func (s *Swarm) Open(ctx context.Context, info *fileinfo.Info, announceURL strin
 	case <-t.GotInfo():
 	case <-ctx.Done():
 		return nil, fmt.Errorf("open torrent %s: %w", info.Path, ctx.Err())
-	}
-	if announceURL != "" {
-		t.AddTrackers([][]string{{announceURL}})
 	}
 	tt := &Torrent{t: t}
 	tt.AddPeers(peers)
@@ -208,3 +210,42 @@ func (s *Swarm) Stats() Stats {
 
 // InfoHash is the torrent's hex infohash.
 func (t *Torrent) InfoHash() string { return t.t.InfoHash().HexString() }
+
+// Announce events.
+const (
+	EventNone      = tracker.None
+	EventStarted   = tracker.Started
+	EventCompleted = tracker.Completed
+	EventStopped   = tracker.Stopped
+)
+
+// Announce tells the tracker at announceURL that this client takes part in
+// t's swarm, connects to the peers it answers with, and returns the
+// interval it asks for.
+func (s *Swarm) Announce(ctx context.Context, t *Torrent, announceURL string, event tracker.AnnounceEvent) (time.Duration, error) {
+	u, err := url.Parse(announceURL)
+	if err != nil {
+		return 0, fmt.Errorf("announce URL %q: %w", announceURL, err)
+	}
+	cl := trhttp.NewClient(u, trhttp.NewClientOpts{AllowKeepAlive: true})
+	defer cl.Close()
+	st := t.t.Stats()
+	resp, err := cl.Announce(ctx, tracker.AnnounceRequest{
+		InfoHash: t.t.InfoHash(),
+		PeerId:   s.cl.PeerID(),
+		Port:     uint16(s.Port()),
+		Left:     t.t.BytesMissing(),
+		Uploaded: st.BytesWrittenData.Int64(),
+		Event:    event,
+		NumWant:  -1,
+	}, trhttp.AnnounceOpt{})
+	if err != nil {
+		return 0, fmt.Errorf("announce %s to %s: %w", t.InfoHash(), u.Host, err)
+	}
+	peers := make([]fileinfo.Peer, 0, len(resp.Peers))
+	for _, p := range resp.Peers {
+		peers = append(peers, fileinfo.Peer{IP: p.IP.String(), Port: p.Port})
+	}
+	t.AddPeers(peers)
+	return time.Duration(resp.Interval) * time.Second, nil
+}
