@@ -349,8 +349,13 @@ func (f *file) store(ctx context.Context, i int, buf []byte) bool {
 			Detail: "origin bytes do not match the registered piece hash"})
 		f.s.drop(f, fmt.Errorf("piece %d of %s from the origin failed verification: the file changed since it was registered", i, f.info.Path))
 		return false
+	case err != nil && (f.ctx.Err() != nil || errors.Is(err, cache.ErrRemoved)):
+		return false // dropped or evicted meanwhile
 	case err != nil:
-		f.originError(ctx, fmt.Errorf("store piece %d: %w", i, err))
+		// The disk failed (full, read-only, broken): the players still
+		// get their bytes, from the origin directly (streamReader.Read).
+		f.s.cacheFailed(err)
+		f.s.drop(f, fmt.Errorf("store piece %d of %s: %w: %w", i, f.info.Path, errCacheWrite, err))
 		return false
 	}
 	f.s.metrics.PiecesVerified.WithLabelValues(metrics.SourceOrigin).Inc()
@@ -463,6 +468,32 @@ type streamReader struct {
 	off, end int64
 	head     int
 	src      string // whom the current piece's bytes count for
+	// direct streams the rest from the origin once the cache has failed.
+	direct io.ReadCloser
+}
+
+// errCacheWrite marks a file dropped because the cache could not store it.
+var errCacheWrite = errors.New("cache write failed")
+
+// readDirect passes the rest of the range straight from the origin, after
+// the cache failed under this reader.
+func (r *streamReader) readDirect(p []byte) (int, error) {
+	f := r.f
+	if r.direct == nil {
+		body, err := f.s.origin.Range(r.ctx, f.info.Path, r.off, r.end-r.off, f.info.Size, f.info.ETag)
+		if err != nil {
+			return 0, fmt.Errorf("after a cache failure: %w", err)
+		}
+		r.direct = body
+	}
+	n, err := r.direct.Read(p[:min(int64(len(p)), r.end-r.off)])
+	r.off += int64(n)
+	f.s.served(f.stats, metrics.SourceOrigin, int64(n))
+	f.s.metrics.OriginFetchedBytes.Add(float64(n))
+	if err == io.EOF && r.off < r.end {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
 }
 
 var _ io.ReadCloser = (*streamReader)(nil)
@@ -496,6 +527,9 @@ func (r *streamReader) Read(p []byte) (int, error) {
 	}
 	pOff, pLen := f.info.PieceBounds(i)
 	n := min(int64(len(p)), pOff+pLen-r.off, r.end-r.off)
+	if r.direct != nil {
+		return r.readDirect(p)
+	}
 	for r.src == "" && !f.entry.Have(i) {
 		// Origin bytes may pass before their piece verifies; peer bytes
 		// never do.
@@ -505,6 +539,9 @@ func (r *streamReader) Read(p []byte) (int, error) {
 			return m, nil
 		}
 		if err := r.wait(i, r.off-pOff); err != nil {
+			if errors.Is(err, errCacheWrite) {
+				return r.readDirect(p)
+			}
 			return 0, err
 		}
 	}
@@ -545,6 +582,9 @@ func (r *streamReader) wait(i int, off int64) error {
 		case <-f.ctx.Done():
 			return context.Cause(f.ctx)
 		case <-f.entry.Removed():
+			if cause := context.Cause(f.ctx); cause != nil {
+				return cause // dropped: say why
+			}
 			return cache.ErrRemoved
 		case <-stall.C:
 			return fmt.Errorf("no source delivered piece %d of %s within %s", i, f.info.Path, f.s.cfg.StallTimeout)
@@ -553,6 +593,9 @@ func (r *streamReader) wait(i int, off int64) error {
 }
 
 func (r *streamReader) Close() error {
+	if r.direct != nil {
+		r.direct.Close()
+	}
 	r.f.mu.Lock()
 	delete(r.f.heads, r)
 	r.f.mu.Unlock()

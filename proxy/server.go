@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -44,6 +45,9 @@ type Server struct {
 	wg     sync.WaitGroup
 
 	announceNow chan struct{} // wakes the announce loop
+	// cacheBrokenUntil (unix nanoseconds): after a disk error the proxy
+	// streams from the origin without caching for a while.
+	cacheBrokenUntil atomic.Int64
 
 	mu    sync.Mutex
 	files map[string]*file      // by infohash
@@ -251,4 +255,18 @@ func (s *Server) checkHost(c *gin.Context) {
 	default:
 		c.AbortWithStatusJSON(http.StatusMisdirectedRequest, gin.H{"error": fmt.Sprintf("Host %q is not this proxy", c.Request.Host)})
 	}
+}
+
+// cacheRetry is how long a failed cache is left alone.
+const cacheRetry = time.Minute
+
+// cacheFailed records a disk error: streams go to the origin without the
+// cache for cacheRetry.
+func (s *Server) cacheFailed(err error) {
+	s.log.Error("cache write failed: streaming from the origin without caching", "for", cacheRetry, "err", err)
+	s.cacheBrokenUntil.Store(time.Now().Add(cacheRetry).UnixNano())
+}
+
+func (s *Server) cacheBroken() bool {
+	return time.Now().UnixNano() < s.cacheBrokenUntil.Load()
 }

@@ -49,13 +49,17 @@ func (s *Server) handleStream(c *gin.Context) error {
 		s.log.Warn("tracker lookup failed, streaming from the origin alone", "path", p, "err", err)
 		return s.serveOrigin(c, p, nil)
 	}
+	if s.cacheBroken() {
+		return s.serveOrigin(c, p, nil)
+	}
 	entry, err := s.cache.Create(info)
 	if errors.Is(err, cache.ErrNoSpace) {
 		s.log.Warn("no room in the cache, streaming from the origin", "path", p, "size", info.Size)
 		return s.serveOrigin(c, p, nil)
 	}
 	if err != nil {
-		return httpapi.Errorf(http.StatusInternalServerError, "cache: %w", err)
+		s.cacheFailed(err)
+		return s.serveOrigin(c, p, nil)
 	}
 	defer entry.Release()
 	f, err := s.activate(info, entry)
