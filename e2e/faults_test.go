@@ -126,21 +126,6 @@ func flipBytes(t *testing.T, name string, fi *fileinfo.Info, pieces []int) {
 	}
 }
 
-// statusFile is one file's line of a proxy's /v1/status.
-type statusFile struct {
-	Path           string  `json:"path"`
-	PeerBytes      int64   `json:"peer_bytes"`
-	OriginBytes    int64   `json:"origin_bytes"`
-	CacheBytes     int64   `json:"cache_bytes"`
-	OriginFetched  int64   `json:"origin_fetched_bytes"`
-	PiecesHeld     int     `json:"pieces_held"`
-	PiecesTotal    int     `json:"pieces_total"`
-	Complete       bool    `json:"complete"`
-	OriginShare    float64 `json:"origin_share"`
-	VerifyFailures int64   `json:"verification_failures"`
-	Error          string  `json:"error"`
-}
-
 func fileStatusOf(t *testing.T, p *demo.Service, path string) statusFile {
 	t.Helper()
 	return fileStatusAt(t, p.URL, path)

@@ -128,21 +128,24 @@ func streamURL(p *demo.Service, path string) string {
 	return p.URL + "/stream/" + fileinfo.EscapePath(path)
 }
 
+// statusFile is one file's line of a proxy's /v1/status.
+type statusFile struct {
+	Path           string  `json:"path"`
+	PeerBytes      int64   `json:"peer_bytes"`
+	OriginBytes    int64   `json:"origin_bytes"`
+	CacheBytes     int64   `json:"cache_bytes"`
+	OriginFetched  int64   `json:"origin_fetched_bytes"`
+	PiecesHeld     int     `json:"pieces_held"`
+	PiecesTotal    int     `json:"pieces_total"`
+	Complete       bool    `json:"complete"`
+	OriginShare    float64 `json:"origin_share"`
+	VerifyFailures int64   `json:"verification_failures"`
+	Error          string  `json:"error"`
+}
+
 // proxyStatus is the part of /v1/status the tests read.
 type proxyStatus struct {
-	Files []struct {
-		Path           string  `json:"path"`
-		PeerBytes      int64   `json:"peer_bytes"`
-		OriginBytes    int64   `json:"origin_bytes"`
-		CacheBytes     int64   `json:"cache_bytes"`
-		OriginFetched  int64   `json:"origin_fetched_bytes"`
-		PiecesHeld     int     `json:"pieces_held"`
-		PiecesTotal    int     `json:"pieces_total"`
-		Complete       bool    `json:"complete"`
-		OriginShare    float64 `json:"origin_share"`
-		VerifyFailures int64   `json:"verification_failures"`
-		Error          string  `json:"error"`
-	} `json:"files"`
+	Files []statusFile `json:"files"`
 	Cache struct {
 		Bytes    int64 `json:"bytes"`
 		Capacity int64 `json:"capacity"`

@@ -185,13 +185,7 @@ type Stats struct {
 // Stats returns the torrent's counters.
 func (t *Torrent) Stats() Stats {
 	st := t.t.Stats()
-	return Stats{
-		Peers:         st.ActivePeers,
-		PeerBytes:     st.PeerConns.BytesReadUsefulData.Int64(),
-		UploadedBytes: st.PeerConns.BytesWrittenData.Int64(),
-		BadPieces:     st.PeerConns.PiecesDirtiedBad.Int64(),
-		GoodPieces:    st.PeerConns.PiecesDirtiedGood.Int64(),
-	}
+	return statsOf(st.ActivePeers, &st.PeerConns)
 }
 
 // Stats returns the whole client's counters: peers connected now over all
@@ -199,12 +193,16 @@ func (t *Torrent) Stats() Stats {
 // started, dropped ones included, so that they never decrease.
 func (s *Swarm) Stats() Stats {
 	st := s.cl.Stats()
+	return statsOf(st.ActivePeers, &st.PeerConns)
+}
+
+func statsOf(peers int, pc *torrent.ConnStats) Stats {
 	return Stats{
-		Peers:         st.ActivePeers,
-		PeerBytes:     st.PeerConns.BytesReadUsefulData.Int64(),
-		UploadedBytes: st.PeerConns.BytesWrittenData.Int64(),
-		BadPieces:     st.PeerConns.PiecesDirtiedBad.Int64(),
-		GoodPieces:    st.PeerConns.PiecesDirtiedGood.Int64(),
+		Peers:         peers,
+		PeerBytes:     pc.BytesReadUsefulData.Int64(),
+		UploadedBytes: pc.BytesWrittenData.Int64(),
+		BadPieces:     pc.PiecesDirtiedBad.Int64(),
+		GoodPieces:    pc.PiecesDirtiedGood.Int64(),
 	}
 }
 
