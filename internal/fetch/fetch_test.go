@@ -1,0 +1,124 @@
+package fetch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+)
+
+var fixedTime = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// origin answers /files/f.bin as a test case says: right, or in one of the
+// ways real servers get ranges wrong.
+func origin(t *testing.T, data []byte, etag string, answer func(w http.ResponseWriter, r *http.Request)) *Origin {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/files/f.bin" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("ETag", etag)
+		if answer != nil {
+			answer(w, r)
+			return
+		}
+		http.ServeContent(w, r, "f.bin", fixedTime, bytes.NewReader(data))
+	}))
+	t.Cleanup(srv.Close)
+	return &Origin{Base: srv.URL, Client: srv.Client()}
+}
+
+func TestRange(t *testing.T) {
+	data := make([]byte, 100000)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	const etag = `"v1"`
+	size := int64(len(data))
+	for _, tc := range []struct {
+		name      string
+		answer    func(w http.ResponseWriter, r *http.Request)
+		off, n    int64
+		etag      string
+		wantErr   error // nil: the bytes must be data[off:off+n]
+		wantShort bool  // the body must fail part way
+	}{
+		{name: "a range", off: 1000, n: 5000, etag: etag},
+		{name: "the whole file as a range", off: 0, n: size, etag: etag},
+		{name: "the last byte", off: size - 1, n: 1, etag: etag},
+		{name: "no etag asked", off: 10, n: 10},
+		{name: "range ignored", off: 1000, n: 5000, etag: etag, wantErr: ErrChanged,
+			answer: func(w http.ResponseWriter, r *http.Request) { w.Write(data) }},
+		{name: "whole file for a whole range is fine", off: 0, n: size, etag: etag,
+			answer: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+				w.Write(data)
+			}},
+		{name: "another version", off: 0, n: 10, etag: `"v0"`, wantErr: ErrChanged},
+		{name: "another range", off: 1000, n: 10, etag: etag, wantErr: ErrChanged,
+			answer: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Range", fmt.Sprintf("bytes 0-9/%d", size))
+				w.WriteHeader(http.StatusPartialContent)
+				w.Write(data[:10])
+			}},
+		{name: "another length", off: 0, n: 10, etag: etag, wantErr: ErrChanged,
+			answer: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Range", fmt.Sprintf("bytes 0-9/%d", size+1))
+				w.WriteHeader(http.StatusPartialContent)
+				w.Write(data[:10])
+			}},
+		{name: "short body", off: 0, n: 1000, etag: etag, wantShort: true,
+			answer: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Range", fmt.Sprintf("bytes 0-999/%d", size))
+				w.Header().Set("Content-Length", "1000")
+				w.WriteHeader(http.StatusPartialContent)
+				w.Write(data[:500])
+			}},
+		{name: "shorter file", off: size - 10, n: 10, etag: etag, wantErr: ErrChanged,
+			answer: func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusRequestedRangeNotSatisfiable) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := origin(t, data, etag, tc.answer)
+			body, err := o.Range(context.Background(), "f.bin", tc.off, tc.n, size, tc.etag)
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("Range = %v, want %v", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer body.Close()
+			got, err := io.ReadAll(body)
+			if tc.wantShort {
+				if err == nil {
+					t.Fatalf("a short body read as %d bytes and no error", len(got))
+				}
+				return
+			}
+			if err != nil || !bytes.Equal(got, data[tc.off:tc.off+tc.n]) {
+				t.Fatalf("%d bytes, %v: not the file's bytes", len(got), err)
+			}
+		})
+	}
+}
+
+func TestHead(t *testing.T) {
+	data := make([]byte, 1234)
+	o := origin(t, data, `"v1"`, nil)
+	m, err := o.Head(context.Background(), "f.bin")
+	if err != nil || m.Size != 1234 || m.ETag != `"v1"` || !m.ModTime.Equal(fixedTime) {
+		t.Fatalf("Head = %+v, %v", m, err)
+	}
+	if _, err := o.Head(context.Background(), "nothing.bin"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Head of a missing file = %v, want ErrNotFound", err)
+	}
+}
