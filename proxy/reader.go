@@ -1,0 +1,155 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/p2sp/p2sp/internal/cache"
+	"github.com/p2sp/p2sp/metrics"
+)
+
+// streamReader reads [off, end) of the file for one response, waiting for
+// each piece to be verified, and moves the file's playhead as it goes.
+type streamReader struct {
+	f        *file
+	ctx      context.Context
+	off, end int64
+	head     int
+	src      string // whom the current piece's bytes count for
+	// direct streams the rest from the origin once the cache has failed.
+	direct io.ReadCloser
+}
+
+// errCacheWrite marks a file dropped because the cache could not store it.
+var errCacheWrite = errors.New("cache write failed")
+
+// readDirect passes the rest of the range straight from the origin, after
+// the cache failed under this reader.
+func (r *streamReader) readDirect(p []byte) (int, error) {
+	f := r.f
+	if r.direct == nil {
+		body, err := f.s.origin.Range(r.ctx, f.info.Path, r.off, r.end-r.off, f.info.Size, f.info.ETag)
+		if err != nil {
+			return 0, fmt.Errorf("after a cache failure: %w", err)
+		}
+		r.direct = body
+	}
+	n, err := r.direct.Read(p[:min(int64(len(p)), r.end-r.off)])
+	r.off += int64(n)
+	f.s.served(f.stats, metrics.SourceOrigin, int64(n))
+	f.s.metrics.OriginFetchedBytes.Add(float64(n))
+	if err == io.EOF && r.off < r.end {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+var _ io.ReadCloser = (*streamReader)(nil)
+
+func (f *file) newReader(ctx context.Context, off, n int64) *streamReader {
+	r := &streamReader{f: f, ctx: ctx, off: off, end: off + n, head: -1}
+	r.moveHead(int(off / f.info.PieceLength))
+	return r
+}
+
+func (r *streamReader) moveHead(i int) {
+	if i == r.head {
+		return
+	}
+	r.head = i
+	r.f.mu.Lock()
+	r.f.heads[r] = r.off
+	r.f.mu.Unlock()
+	r.f.poke()
+}
+
+func (r *streamReader) Read(p []byte) (int, error) {
+	if r.off >= r.end {
+		return 0, io.EOF
+	}
+	f := r.f
+	i := int(r.off / f.info.PieceLength)
+	if i != r.head {
+		r.moveHead(i)
+		r.src = ""
+	}
+	pOff, pLen := f.info.PieceBounds(i)
+	n := min(int64(len(p)), pOff+pLen-r.off, r.end-r.off)
+	if r.direct != nil {
+		return r.readDirect(p)
+	}
+	for r.src == "" && !f.entry.Have(i) {
+		// Origin bytes may pass before their piece verifies; peer bytes
+		// never do.
+		if m := f.readArriving(p[:n], i, r.off-pOff); m > 0 {
+			r.off += int64(m)
+			f.s.served(f.stats, metrics.SourceOrigin, int64(m))
+			return m, nil
+		}
+		if err := r.wait(i, r.off-pOff); err != nil {
+			if errors.Is(err, errCacheWrite) {
+				return r.readDirect(p)
+			}
+			return 0, err
+		}
+	}
+	if r.src == "" {
+		r.src = f.claim(i)
+	}
+	m, err := f.entry.ReadAt(p[:n], r.off)
+	r.off += int64(m)
+	f.s.served(f.stats, r.src, int64(m))
+	if err == io.EOF && r.off == r.end {
+		err = nil
+	}
+	return m, err
+}
+
+// wait blocks until piece i is verified or the origin has delivered it
+// past offset off, the request ends, the file is dropped, or nothing
+// arrives for StallTimeout.
+func (r *streamReader) wait(i int, off int64) error {
+	f := r.f
+	stall := time.NewTimer(f.s.cfg.StallTimeout)
+	defer stall.Stop()
+	for {
+		changed := f.entry.Changed()
+		f.mu.Lock()
+		progress := f.progress
+		pp := f.partial[i]
+		arrived := pp != nil && int64(pp.lo) <= off && off < int64(pp.n)
+		f.mu.Unlock()
+		if arrived || f.entry.Have(i) {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-progress:
+		case <-r.ctx.Done():
+			return r.ctx.Err()
+		case <-f.ctx.Done():
+			return context.Cause(f.ctx)
+		case <-f.entry.Removed():
+			if cause := context.Cause(f.ctx); cause != nil {
+				return cause // dropped: say why
+			}
+			return cache.ErrRemoved
+		case <-stall.C:
+			return fmt.Errorf("no source delivered piece %d of %s within %s", i, f.info.Path, f.s.cfg.StallTimeout)
+		}
+	}
+}
+
+func (r *streamReader) Close() error {
+	if r.direct != nil {
+		r.direct.Close()
+	}
+	r.f.mu.Lock()
+	delete(r.f.heads, r)
+	r.f.mu.Unlock()
+	r.f.poke()
+	return nil
+}
