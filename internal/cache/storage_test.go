@@ -3,16 +3,13 @@ package cache
 import (
 	"bytes"
 	"context"
-	"errors"
 	"log/slog"
-	"net"
 	"testing"
 	"time"
 
-	"github.com/anacrolix/torrent"
-	"github.com/anacrolix/torrent/bencode"
-	"github.com/anacrolix/torrent/metainfo"
 	"github.com/anacrolix/torrent/storage"
+	"github.com/p2sp/p2sp/internal/fileinfo"
+	"github.com/p2sp/p2sp/internal/swarm"
 )
 
 func TestPieceStorage(t *testing.T) {
@@ -103,45 +100,30 @@ func TestPieceStorage(t *testing.T) {
 	})
 }
 
-// newClient starts a BitTorrent client on loopback, configured as the
-// notes say a working one must be.
-func newClient(t *testing.T) *torrent.Client {
+// newSwarm starts the project's BitTorrent client on loopback, storing in c.
+func newSwarm(t *testing.T, c *Cache) *swarm.Swarm {
 	t.Helper()
-	cfg := torrent.NewDefaultClientConfig()
-	cfg.DataDir = t.TempDir()
-	cfg.ListenHost = func(string) string { return "127.0.0.1" }
-	cfg.ListenPort = 0
-	cfg.NoDHT = true
-	cfg.DisablePEX = true
-	cfg.DisableUTP = true
-	cfg.DisableIPv6 = true
-	cfg.DisableWebseeds = true
-	cfg.DisableWebtorrent = true
-	cfg.NoDefaultPortForwarding = true
-	cfg.Seed = true
-	cfg.MaxAllocPeerRequestDataPerConn = 32 << 20
-	cfg.Slogger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cl, err := torrent.NewClient(cfg)
+	sw, err := swarm.New(swarm.Config{
+		Listen:  "127.0.0.1:0",
+		Storage: c,
+		DataDir: t.TempDir(),
+		Logger:  slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := errors.Join(cl.Close()...); err != nil {
+		if err := sw.Close(); err != nil {
 			t.Error(err)
 		}
 	})
-	return cl
+	return sw
 }
 
 // TestSwarmThroughCache moves a file from one cache to another over a real
 // BitTorrent connection, each client storing through its cache.
 func TestSwarmThroughCache(t *testing.T) {
 	info, data := randomFile(t, "films/swarm.mp4", 8<<20+4321, 700)
-	infoBytes, err := bencode.Marshal(info.InfoDict())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ih := metainfo.NewHashFromHex(info.InfoHash)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 
@@ -153,13 +135,9 @@ func TestSwarmThroughCache(t *testing.T) {
 	defer se.Release()
 	writeAll(t, se, data)
 	waitFor(t, "seeder's entry Complete", se.Complete)
-
-	seeder := newClient(t)
-	st, _ := seeder.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: ih, InfoBytes: infoBytes, Storage: seedCache})
-	select {
-	case <-st.Complete().On():
-	case <-ctx.Done():
-		t.Fatal("the seeder never saw its cached file as complete")
+	seeder := newSwarm(t, seedCache)
+	if _, err := seeder.Open(ctx, info, nil); err != nil {
+		t.Fatal(err)
 	}
 
 	leechCache := openCache(t, t.TempDir(), 64<<20, nil)
@@ -168,10 +146,13 @@ func TestSwarmThroughCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer le.Release()
-	leecher := newClient(t)
-	lt, _ := leecher.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: ih, InfoBytes: infoBytes, Storage: leechCache})
-	lt.AddPeers([]torrent.PeerInfo{{Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: seeder.LocalPort()}}})
-	lt.DownloadAll()
+	lt, err := newSwarm(t, leechCache).Open(ctx, info, []fileinfo.Peer{{IP: "127.0.0.1", Port: seeder.Port()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range info.NumPieces() {
+		lt.SetPriority(i, swarm.PriorityNormal)
+	}
 
 	for i := range info.NumPieces() {
 		if err := le.Wait(ctx, i); err != nil {
