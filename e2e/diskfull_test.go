@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http"
 	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -44,5 +45,28 @@ func TestFullDiskStreamsFromOrigin(t *testing.T) {
 		if got := mustGet(t, url, rq.rng, rq.code); !bytes.Equal(got, data[rq.start:rq.end+1]) {
 			t.Fatalf("%q with a full disk: %d bytes, not the file's", rq.rng, len(got))
 		}
+	}
+}
+
+// TestUnknownFileLargerThanCache: a file the tracker does not know yet,
+// larger than the cache, streams from the origin and leaves nothing on
+// disk beyond the cache's size (it is not kept aside for adoption).
+func TestUnknownFileLargerThanCache(t *testing.T) {
+	const size, capacity = 3 << 20, 1 << 20
+	c := start(t, demo.Config{Proxies: 1, CacheSize: capacity, ScanInterval: time.Hour})
+	time.Sleep(200 * time.Millisecond)
+	data := writeMedia(t, c, "unknown/large.bin", size)
+	if got := mustGet(t, streamURL(c.Proxies[0], "unknown/large.bin"), "", http.StatusOK); !bytes.Equal(got, data) {
+		t.Fatal("bytes differ")
+	}
+	var onDisk int64
+	filepath.Walk(filepath.Join(c.Dir, c.Proxies[0].Name), func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() && fi.Size() > 64<<10 {
+			onDisk += fi.Size()
+		}
+		return nil
+	})
+	if onDisk > capacity {
+		t.Fatalf("%d bytes of files in the proxy's directory, over its %d-byte cache", onDisk, capacity)
 	}
 }

@@ -86,7 +86,7 @@ func New(cfg Config) (*Server, error) {
 		cancel()
 		return nil, fmt.Errorf("open cache: %w", err)
 	}
-	s.staging, err = newStaging(filepath.Join(cfg.CacheDir, "staging"))
+	s.staging, err = newStaging(filepath.Join(cfg.CacheDir, "staging"), cfg.CacheSize)
 	if err != nil {
 		cancel()
 		s.cache.Close()

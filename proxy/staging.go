@@ -24,6 +24,9 @@ import (
 // Entry.WritePiece, which checks every piece's hash.
 type staging struct {
 	dir string
+	// limit bounds the sizes of the files staged at once: staged bytes
+	// are not in the cache's accounting, but must not outgrow it.
+	limit int64
 
 	mu    sync.Mutex
 	files map[string]*stagedFile // by path
@@ -49,7 +52,7 @@ const (
 	adoptTimeout = 2 * time.Minute
 )
 
-func newStaging(dir string) (*staging, error) {
+func newStaging(dir string, limit int64) (*staging, error) {
 	// Staged bytes of an earlier run are not worth the bookkeeping.
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, fmt.Errorf("clear staging: %w", err)
@@ -57,7 +60,7 @@ func newStaging(dir string) (*staging, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create staging: %w", err)
 	}
-	return &staging{dir: dir, files: map[string]*stagedFile{}}, nil
+	return &staging{dir: dir, limit: limit, files: map[string]*stagedFile{}}, nil
 }
 
 // file returns the staged file for path p at version meta, replacing an
@@ -71,6 +74,13 @@ func (st *staging) file(p string, meta fetch.Meta) *stagedFile {
 		}
 		sf.remove()
 		delete(st.files, p)
+	}
+	total := meta.Size
+	for _, sf := range st.files {
+		total += sf.meta.Size
+	}
+	if total > st.limit {
+		return nil
 	}
 	sum := sha1.Sum([]byte(p))
 	name := filepath.Join(st.dir, hex.EncodeToString(sum[:]))

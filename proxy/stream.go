@@ -140,9 +140,12 @@ func (s *Server) serveOrigin(c *gin.Context, p string, st *staging) error {
 }
 
 // streamError records a failed stream on the path's status, unless the
-// player merely went away (a seek closes the old connection).
+// player merely went away (a seek closes the old connection), and clears
+// it when a stream of the path succeeds.
 func (s *Server) streamError(c *gin.Context, p string, err error) error {
 	if err == nil {
+		// The path plays again: an earlier failure is history.
+		s.statsFor(p).lastErr.Store(nil)
 		return nil
 	}
 	if c.Request.Context().Err() != nil || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
