@@ -243,3 +243,34 @@ func TestCacheStaysUnderItsSize(t *testing.T) {
 		t.Fatalf("%d bytes of data files on disk, over the %d capacity", onDisk, st.Cache.Capacity)
 	}
 }
+
+// TestCachedFileSuperseded: a file complete in the cache and then changed
+// on the origin is served whole (old or new, never mixed) and, once the
+// origin has registered the new version, the proxy moves to it.
+func TestCachedFileSuperseded(t *testing.T) {
+	c := start(t, demo.Config{Proxies: 1, ScanInterval: 200 * time.Millisecond})
+	old := writeMedia(t, c, "super.bin", 1<<20)
+	waitInfo(t, c, "super.bin", "")
+	p := c.Proxies[0]
+	mustGet(t, streamURL(p, "super.bin"), "", http.StatusOK)
+	waitComplete(t, p, "super.bin")
+
+	time.Sleep(10 * time.Millisecond) // a distinct mtime
+	newer := writeMedia(t, c, "super.bin", 1<<20)
+	sum := sha256.Sum256(newer)
+	waitInfo(t, c, "super.bin", hex.EncodeToString(sum[:]))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := mustGet(t, streamURL(p, "super.bin"), "", http.StatusOK)
+		if bytes.Equal(got, newer) {
+			return
+		}
+		if !bytes.Equal(got, old) {
+			t.Fatal("neither the old nor the new version: mixed bytes")
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the proxy still serves the old version 10 s after the new one was registered")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

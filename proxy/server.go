@@ -49,9 +49,10 @@ type Server struct {
 	// streams from the origin without caching for a while.
 	cacheBrokenUntil atomic.Int64
 
-	mu    sync.Mutex
-	files map[string]*file      // by infohash
-	stats map[string]*fileStats // by path, kept across versions
+	mu          sync.Mutex
+	revalidated map[string]time.Time  // by path: the last check of a complete entry
+	files       map[string]*file      // by infohash
+	stats       map[string]*fileStats // by path, kept across versions
 }
 
 // New opens the cache (re-verifying what it holds) and starts the
@@ -69,6 +70,7 @@ func New(cfg Config) (*Server, error) {
 		metrics: metrics.NewProxy(cfg.Registry),
 		ctx:     ctx, cancel: cancel,
 		files:       map[string]*file{},
+		revalidated: map[string]time.Time{},
 		announceNow: make(chan struct{}, 1),
 		stats:       map[string]*fileStats{},
 	}
@@ -269,4 +271,37 @@ func (s *Server) cacheFailed(err error) {
 
 func (s *Server) cacheBroken() bool {
 	return time.Now().UnixNano() < s.cacheBrokenUntil.Load()
+}
+
+// revalidateEvery bounds how often a complete entry is checked against the
+// tracker.
+const revalidateEvery = 30 * time.Second
+
+// revalidate asks the tracker, in the background, whether a complete entry
+// is still the file's current version. A cache hit is served at once and
+// with no network; if the origin has registered new bytes since, the old
+// version leaves the cache, and the next request fetches the new one.
+func (s *Server) revalidate(info *fileinfo.Info) {
+	s.mu.Lock()
+	if time.Since(s.revalidated[info.Path]) < revalidateEvery {
+		s.mu.Unlock()
+		return
+	}
+	s.revalidated[info.Path] = time.Now()
+	s.mu.Unlock()
+	s.wg.Go(func() {
+		cur, err := s.tracker.fileInfo(s.ctx, info.Path)
+		if err != nil || cur.InfoHash == info.InfoHash {
+			return // unknown, unreachable or current: keep what verified
+		}
+		s.log.Info("cached version superseded on the origin", "path", info.Path, "old", info.InfoHash, "new", cur.InfoHash)
+		s.mu.Lock()
+		f := s.files[info.InfoHash]
+		s.mu.Unlock()
+		if f != nil {
+			s.drop(f, fmt.Errorf("%s was superseded by a new version", info.Path))
+		} else {
+			s.cache.Remove(info.InfoHash)
+		}
+	})
 }

@@ -32,6 +32,7 @@ func (s *Server) handleStream(c *gin.Context) error {
 	if hit {
 		defer cached.Release()
 		if cached.Complete() {
+			s.revalidate(cached.Info())
 			return s.serveCached(c, cached)
 		}
 	}
