@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/p2sp/p2sp/internal/byterange"
 	"github.com/p2sp/p2sp/internal/fileinfo"
 	"github.com/p2sp/p2sp/metrics"
 )
@@ -271,7 +272,7 @@ func (c *catalog) list() []CatalogEntry {
 		out = append(out, CatalogEntry{
 			Path:        e.path,
 			Size:        e.size,
-			ContentType: contentType(e.path),
+			ContentType: byterange.TypeByName(e.path),
 			ETag:        etag(e.size, e.modTime),
 			ModTime:     e.modTime,
 			Registered:  e.registered && e.current(),

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"os"
 	"path"
@@ -47,7 +46,7 @@ func (s *Server) serveFile(c *gin.Context) error {
 		Size:        st.Size(),
 		ModTime:     st.ModTime(),
 		ETag:        etag(st.Size(), st.ModTime()),
-		ContentType: contentType(p),
+		ContentType: byterange.TypeByName(p),
 		Name:        path.Base(p),
 		Open:        s.opener(f, requestPriority(c.Request)),
 	}
@@ -130,43 +129,6 @@ func hidden(p string) bool {
 // rewrite within the same second is still a new version).
 func etag(size int64, modTime time.Time) string {
 	return fmt.Sprintf("\"%x-%x\"", modTime.UnixNano(), size)
-}
-
-// mediaTypes are the media types the origin must get right even on a host
-// without /etc/mime.types: a player refuses video served as
-// application/octet-stream.
-var mediaTypes = map[string]string{
-	".mp4":  "video/mp4",
-	".m4v":  "video/mp4",
-	".webm": "video/webm",
-	".mkv":  "video/x-matroska",
-	".mov":  "video/quicktime",
-	".ts":   "video/mp2t",
-	".m3u8": "application/vnd.apple.mpegurl",
-	".mpd":  "application/dash+xml",
-	".mp3":  "audio/mpeg",
-	".m4a":  "audio/mp4",
-	".aac":  "audio/aac",
-	".ogg":  "audio/ogg",
-	".oga":  "audio/ogg",
-	".ogv":  "video/ogg",
-	".opus": "audio/ogg",
-	".flac": "audio/flac",
-	".wav":  "audio/wav",
-	".vtt":  "text/vtt; charset=utf-8",
-	".srt":  "application/x-subrip",
-}
-
-// contentType is the media type of p by its extension.
-func contentType(p string) string {
-	ext := strings.ToLower(path.Ext(p))
-	if t, ok := mediaTypes[ext]; ok {
-		return t
-	}
-	if t := mime.TypeByExtension(ext); t != "" {
-		return t
-	}
-	return "application/octet-stream"
 }
 
 // countingWriter counts the body bytes written through it, keeping the

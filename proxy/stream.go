@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"mime"
 	"net/http"
 	"path"
 	"syscall"
@@ -86,22 +85,14 @@ func (s *Server) serveCached(c *gin.Context, e *cache.Entry) error {
 // nil).
 func (s *Server) serve(c *gin.Context, info *fileinfo.Info, open func(context.Context, int64, int64) (io.Reader, error), sent func(int64)) error {
 	err := byterange.Serve(c.Writer, c.Request, &byterange.Content{
-		Size:        info.Size,
-		ModTime:     info.ModTime,
-		ETag:        info.ETag,
-		ContentType: contentType(info.Path),
-		Name:        path.Base(info.Path),
-		Open:        s.timed(c, open),
-		Sent:        sent,
+		Size:    info.Size,
+		ModTime: info.ModTime,
+		ETag:    info.ETag,
+		Name:    path.Base(info.Path),
+		Open:    s.timed(c, open),
+		Sent:    sent,
 	})
 	return s.streamError(c, info.Path, err)
-}
-
-func contentType(p string) string {
-	if t := mime.TypeByExtension(path.Ext(p)); t != "" {
-		return t
-	}
-	return ""
 }
 
 // serveOrigin streams a file from the origin alone, range by range,

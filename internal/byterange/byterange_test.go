@@ -849,3 +849,19 @@ func benchServeRange(b *testing.B, srv *httptest.Server, tf *testFile) {
 		}
 	}
 }
+
+func TestTypeByName(t *testing.T) {
+	for name, want := range map[string]string{
+		"a.mp4":       "video/mp4",
+		"films/b.MKV": "video/x-matroska",
+		"c.mp3":       "audio/mpeg",
+		"d.wav":       "audio/wav",
+		"e.html":      "text/html; charset=utf-8",
+		"f.unknown":   "application/octet-stream",
+		"noext":       "application/octet-stream",
+	} {
+		if got := byterange.TypeByName(name); got != want {
+			t.Errorf("TypeByName(%q) = %q, want %q", name, got, want)
+		}
+	}
+}

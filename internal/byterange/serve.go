@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -134,7 +135,42 @@ func contentType(c *Content) string {
 	if c.ContentType != "" {
 		return c.ContentType
 	}
-	if t := mime.TypeByExtension(filepath.Ext(c.Name)); t != "" {
+	return TypeByName(c.Name)
+}
+
+// mediaTypes are the media types that must be right even on a host without
+// /etc/mime.types (Go's built-in table has none of them): a player refuses
+// video served as application/octet-stream.
+var mediaTypes = map[string]string{
+	".mp4":  "video/mp4",
+	".m4v":  "video/mp4",
+	".webm": "video/webm",
+	".mkv":  "video/x-matroska",
+	".mov":  "video/quicktime",
+	".ts":   "video/mp2t",
+	".m3u8": "application/vnd.apple.mpegurl",
+	".mpd":  "application/dash+xml",
+	".mp3":  "audio/mpeg",
+	".m4a":  "audio/mp4",
+	".aac":  "audio/aac",
+	".ogg":  "audio/ogg",
+	".oga":  "audio/ogg",
+	".ogv":  "video/ogg",
+	".opus": "audio/ogg",
+	".flac": "audio/flac",
+	".wav":  "audio/wav",
+	".vtt":  "text/vtt; charset=utf-8",
+	".srt":  "application/x-subrip",
+}
+
+// TypeByName is the media type of a file by its name's extension, for
+// Content.ContentType left empty and for catalogs.
+func TypeByName(name string) string {
+	ext := strings.ToLower(filepath.Ext(name))
+	if t, ok := mediaTypes[ext]; ok {
+		return t
+	}
+	if t := mime.TypeByExtension(ext); t != "" {
 		return t
 	}
 	return "application/octet-stream"
