@@ -44,7 +44,6 @@ type file struct {
 	// have them at once; the cache and the swarm get them only verified.
 	partial    map[int]*partialPiece
 	progress   chan struct{} // closed and replaced as partial pieces grow
-	inflight   []bool        // pieces in origin requests under way
 	fromOrigin []bool        // pieces the origin supplied
 	// served marks pieces whose bytes were served once: a piece counts for
 	// its supplier (origin or peer) the first time, for the cache after.
@@ -93,7 +92,6 @@ func newFile(s *Server, info *fileinfo.Info, entry *cache.Entry, t *swarm.Torren
 		runs:        map[*originRun]struct{}{},
 		partial:     map[int]*partialPiece{},
 		progress:    make(chan struct{}),
-		inflight:    make([]bool, n),
 		fromOrigin:  make([]bool, n),
 		served:      served,
 	}
@@ -223,17 +221,14 @@ func (f *file) schedule() {
 		if len(f.runs) >= maxOriginFetches || (k >= nUrgent && urgentBusy) {
 			break
 		}
-		if f.inflight[i] || f.entry.Have(i) {
+		if f.fetching(i) || f.entry.Have(i) {
 			continue
 		}
 		// Extend to a contiguous run of wanted, missing pieces.
 		end := i + 1
-		for end < n && int64(end-i)*f.info.PieceLength < maxRunBytes && !f.inflight[end] &&
+		for end < n && int64(end-i)*f.info.PieceLength < maxRunBytes && !f.fetching(end) &&
 			!f.entry.Have(end) && want[end] >= swarm.PriorityReadahead {
 			end++
-		}
-		for j := i; j < end; j++ {
-			f.inflight[j] = true
 		}
 		ctx, cancel := context.WithCancel(f.ctx)
 		r := &originRun{first: i, end: end, cancel: cancel, urgent: k < nUrgent}

@@ -26,6 +26,17 @@ type originRun struct {
 	stop atomic.Bool
 }
 
+// fetching reports whether an origin request under way covers piece i
+// (at most maxOriginFetches to look at). f.mu is held.
+func (f *file) fetching(i int) bool {
+	for r := range f.runs {
+		if r.first <= i && i < r.end {
+			return true
+		}
+	}
+	return false
+}
+
 // fetchRun fetches a run's pieces in one range request, verifying and
 // sealing each piece as it arrives. A run that starts at a player's offset
 // inside its first piece fetches that piece's head last, so the player's
@@ -35,7 +46,6 @@ func (f *file) fetchRun(ctx context.Context, r *originRun) {
 		r.cancel()
 		f.mu.Lock()
 		for j := r.first; j < r.end; j++ {
-			f.inflight[j] = false
 			delete(f.partial, j)
 		}
 		delete(f.runs, r)
