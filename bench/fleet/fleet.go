@@ -116,44 +116,48 @@ func (f *fleet) start(n netlab.Node, name string, env []string, bin string, args
 // waitRegistered polls the tracker until it has the media file's info
 // with the SHA-256 the benchmark wrote.
 func (f *fleet) waitRegistered(ctx context.Context, sum string) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
 	client := f.lab.Server.HTTPClient(5 * time.Second)
 	url := f.tracker + "/v1/files/" + fileinfo.EscapePath(mediaName)
-	for {
+	return poll(ctx, 2*time.Minute, "the origin registering "+mediaName, func() (bool, error) {
 		var fi fileinfo.Info
-		if err := getJSON(ctx, client, url, &fi); err == nil && fi.SHA256 == sum {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("the origin did not register %s: %w", mediaName, ctx.Err())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+		return getJSON(ctx, client, url, &fi) == nil && fi.SHA256 == sum, nil
+	})
 }
 
 // waitOK polls url from inside n until it answers 200, or p exits.
 func waitOK(ctx context.Context, n netlab.Node, url string, p *netlab.Proc) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
 	client := n.HTTPClient(2 * time.Second)
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		if resp, err := client.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
+	return poll(ctx, time.Minute, p.Name+" ready", func() (bool, error) {
 		select {
 		case <-p.Done():
-			return fmt.Errorf("%s exited before it was ready: %v", p.Name, p.Err())
+			return false, fmt.Errorf("%s exited before it was ready: %v", p.Name, p.Err())
+		default:
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return false, err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return false, nil // not listening yet
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+}
+
+// poll calls try every 100 ms until it is done or fails, for at most
+// limit.
+func poll(ctx context.Context, limit time.Duration, what string, try func() (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	for {
+		if done, err := try(); done || err != nil {
+			return err
+		}
+		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s not ready: %w", p.Name, ctx.Err())
+			return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
