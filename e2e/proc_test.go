@@ -22,7 +22,11 @@ import (
 
 // buildP2SP builds the p2sp binary into the test's temporary directory,
 // from the module root, as a user would run it.
-func buildP2SP(t *testing.T) string {
+func buildP2SP(t *testing.T) string { return buildCommand(t, "./cmd/p2sp") }
+
+// buildCommand builds the main package pkg (relative to the module root)
+// into the test's temporary directory and returns the binary's path.
+func buildCommand(t *testing.T, pkg string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
@@ -31,11 +35,11 @@ func buildP2SP(t *testing.T) string {
 		t.Fatalf("go env GOMOD: %v", err)
 	}
 	root := filepath.Dir(strings.TrimSpace(string(out)))
-	bin := filepath.Join(t.TempDir(), "p2sp")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/p2sp")
+	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/p2sp: %v\n%s", err, out)
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
 	}
 	return bin
 }

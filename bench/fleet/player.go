@@ -149,5 +149,14 @@ func play(ctx context.Context, client *http.Client, p plan, s segment) segmentRe
 	}
 	r.Duration = time.Since(start)
 	r.SHA256 = hex.EncodeToString(h.Sum(nil))
+	// A viewer watches its segment to the end before it jumps or leaves:
+	// what it read ahead is played, not skipped.
+	if p.Rate > 0 {
+		end := clock.Add(time.Duration(float64(s.Length) / p.Rate * float64(time.Second)))
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Until(end)):
+		}
+	}
 	return r
 }
