@@ -1,6 +1,7 @@
 package tracker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -21,7 +22,6 @@ const maxScrapeHashes = 100
 // announce serves GET /announce. Every answer, failures included, is a
 // bencoded dictionary with status 200, as BitTorrent clients expect.
 func (s *Server) announce(c *gin.Context) {
-	now := time.Now()
 	remote := httpapi.RemoteAddr(c.Request)
 	if !s.limits.Allow(remote) {
 		s.fail(c, metrics.AnnounceRateLimited, "rate limited: announce less often")
@@ -32,7 +32,14 @@ func (s *Server) announce(c *gin.Context) {
 		s.fail(c, metrics.AnnounceFailed, err.Error())
 		return
 	}
-	res, ok := s.swarms.announce(&a, now)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	defer cancel()
+	res, ok, err := s.store.Announce(ctx, &a)
+	if err != nil {
+		s.log.Error("announce", "err", err)
+		s.fail(c, metrics.AnnounceFailed, "tracker store unavailable, try again")
+		return
+	}
 	if !ok {
 		s.fail(c, metrics.AnnounceUnregistered, "unregistered torrent")
 		return
@@ -97,7 +104,6 @@ func (s *Server) writeBencode(c *gin.Context, v any) {
 
 // scrape serves GET /scrape (BEP 48) for the given info_hash parameters.
 func (s *Server) scrape(c *gin.Context) {
-	now := time.Now()
 	if !s.limits.Allow(httpapi.RemoteAddr(c.Request)) {
 		s.fail(c, "", "rate limited: scrape less often")
 		return
@@ -107,16 +113,23 @@ func (s *Server) scrape(c *gin.Context) {
 		s.fail(c, "", err.Error())
 		return
 	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	defer cancel()
 	files := make(map[string]map[string]int, len(hashes))
 	for _, h := range hashes {
-		complete, incomplete, downloaded, ok := s.swarms.scrape(h, now)
+		sc, ok, err := s.store.Scrape(ctx, h)
+		if err != nil {
+			s.log.Error("scrape", "err", err)
+			s.fail(c, "", "tracker store unavailable, try again")
+			return
+		}
 		if !ok {
 			continue
 		}
 		files[string(h[:])] = map[string]int{
-			"complete":   complete,
-			"incomplete": incomplete,
-			"downloaded": downloaded,
+			"complete":   sc.complete,
+			"incomplete": sc.incomplete,
+			"downloaded": sc.downloaded,
 		}
 	}
 	s.writeBencode(c, map[string]any{"files": files})

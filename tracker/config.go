@@ -18,8 +18,14 @@ import (
 type Config struct {
 	// Listen is the TCP address Run listens on; default ":7070".
 	Listen string
-	// DataDir holds registry.db. Required.
+	// DataDir holds registry.db, the embedded store. Required unless Store
+	// names another.
 	DataDir string
+	// Store is where the registry and the swarms live: "" is the embedded
+	// store (the registry in a bbolt file in DataDir, the swarms in this
+	// process's memory); "redis://[:PASSWORD@]HOST:PORT/DB" keeps both in
+	// Redis, shared by every tracker replica given the same URL.
+	Store string
 	// Token is the shared secret that registering files and reading
 	// reports need, sent as "Authorization: Bearer <Token>". Required: a
 	// tracker anyone can register files with would point proxies anywhere.
@@ -47,7 +53,10 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Token == "" {
 		return c, errors.New("tracker: a token is required")
 	}
-	if c.DataDir == "" {
+	if c.Store != "" && !isRedisURL(c.Store) {
+		return c, fmt.Errorf("tracker: store %q is not a redis:// URL", c.Store)
+	}
+	if c.DataDir == "" && c.Store == "" {
 		return c, errors.New("tracker: a data directory is required")
 	}
 	if c.Listen == "" {

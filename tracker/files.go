@@ -2,13 +2,13 @@ package tracker
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"mime"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -34,7 +34,7 @@ func (s *Server) postFile(c *gin.Context) error {
 	// Store the canonical forms, which the lookups use.
 	fi.Path, _ = fileinfo.CleanPath(fi.Path)
 	fi.InfoHash = strings.ToLower(fi.InfoHash)
-	created, err := s.register(&fi)
+	created, err := s.register(c.Request.Context(), &fi)
 	if err != nil {
 		return err
 	}
@@ -48,24 +48,15 @@ func (s *Server) postFile(c *gin.Context) error {
 
 // register stores fi and moves its path from its old swarm, if the file
 // changed, to its new one. created reports whether the path is new.
-func (s *Server) register(fi *fileinfo.Info) (created bool, err error) {
-	h, err := parseHash(fi.InfoHash)
+func (s *Server) register(ctx context.Context, fi *fileinfo.Info) (created bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	old, err := s.store.Register(ctx, fi)
 	if err != nil {
 		return false, err
 	}
-	s.regMu.Lock()
-	defer s.regMu.Unlock()
-	old, err := s.reg.put(fi)
-	if err != nil {
-		return false, err
-	}
-	// Retain before release: re-registering the same bytes must keep
-	// their swarm.
-	s.swarms.retain(h)
 	if old == nil {
 		s.metrics.Torrents.Inc()
-	} else if oh, err := parseHash(old.InfoHash); err == nil {
-		s.swarms.release(oh)
 	}
 	s.log.Info("file registered", "path", fi.Path, "infohash", fi.InfoHash, "size", fi.Size,
 		"replaced", old != nil && old.InfoHash != fi.InfoHash)
@@ -78,7 +69,9 @@ func (s *Server) lookup(c *gin.Context) (*fileinfo.Info, error) {
 	if err != nil {
 		return nil, httpapi.Errorf(http.StatusBadRequest, "%w", err)
 	}
-	fi, err := s.reg.get(p)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	defer cancel()
+	fi, err := s.store.Lookup(ctx, p)
 	if errors.Is(err, errNotFound) {
 		return nil, httpapi.Errorf(http.StatusNotFound, "%s: %w", p, errNotFound)
 	}
@@ -95,7 +88,13 @@ func (s *Server) getFile(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, p := range s.swarms.sample(h, MaxNumWant, time.Now()) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	defer cancel()
+	peers, err := s.store.Peers(ctx, h, MaxNumWant)
+	if err != nil {
+		return fmt.Errorf("peers of %s: %w", fi.Path, err)
+	}
+	for _, p := range peers {
 		fi.Peers = append(fi.Peers, fileinfo.Peer{IP: p.addr.Addr().String(), Port: int(p.addr.Port())})
 	}
 	c.JSON(http.StatusOK, fi)
@@ -104,13 +103,14 @@ func (s *Server) getFile(c *gin.Context) error {
 
 // listFiles answers every registered info, without peers.
 func (s *Server) listFiles(c *gin.Context) error {
-	out := []*fileinfo.Info{}
-	err := s.reg.each(func(fi *fileinfo.Info) error {
-		out = append(out, fi)
-		return nil
-	})
+	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+	defer cancel()
+	out, err := s.store.Files(ctx)
 	if err != nil {
 		return fmt.Errorf("list files: %w", err)
+	}
+	if out == nil {
+		out = []*fileinfo.Info{} // [] rather than null
 	}
 	c.JSON(http.StatusOK, out)
 	return nil

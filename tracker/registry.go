@@ -2,7 +2,6 @@ package tracker
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,9 +11,6 @@ import (
 
 	"github.com/p2sp/p2sp/internal/fileinfo"
 )
-
-// errNotFound is returned for a path nobody registered.
-var errNotFound = errors.New("file not registered")
 
 var filesBucket = []byte("files")
 
@@ -98,6 +94,19 @@ func (r *registry) each(fn func(*fileinfo.Info) error) error {
 			return fn(fi)
 		})
 	})
+}
+
+// count returns how many records there are.
+func (r *registry) count() (int, error) {
+	var n int
+	err := r.db.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(filesBucket).Stats().KeyN
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("count files: %w", err)
+	}
+	return n, nil
 }
 
 // close closes the bbolt file.

@@ -11,12 +11,10 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/p2sp/p2sp/internal/fileinfo"
 	"github.com/p2sp/p2sp/internal/httpapi"
 	"github.com/p2sp/p2sp/metrics"
 )
@@ -39,19 +37,13 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics.Tracker
 
-	// regMu orders registrations, so that the registry and the swarms'
-	// reference counts change together.
-	regMu sync.Mutex
-	reg   *registry
-
-	swarms       *swarms
+	store        Store
 	limits       *httpapi.IPLimiter // announce and scrape
 	reportLimits *httpapi.IPLimiter
 	reports      reportLog
 
 	health  httpapi.Health
 	handler http.Handler
-	open    atomic.Bool
 
 	stop      context.CancelFunc
 	done      chan struct{}
@@ -59,14 +51,15 @@ type Server struct {
 	closeErr  error
 }
 
-// New opens the registry in cfg.DataDir and starts the tracker's peer
-// sweeper, which runs until ctx ends or Close is called.
+// New opens the store cfg names (the registry in cfg.DataDir by default)
+// and starts the tracker's peer sweeper, which runs until ctx ends or
+// Close is called.
 func New(ctx context.Context, cfg Config) (*Server, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	reg, err := openRegistry(cfg.DataDir)
+	store, err := openStore(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("tracker: %w", err)
 	}
@@ -75,39 +68,25 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		cfg:          cfg,
 		log:          cfg.Logger,
 		metrics:      m,
-		reg:          reg,
-		swarms:       newSwarms(cfg.PeerTTL, m.Peers),
+		store:        store,
 		limits:       httpapi.NewIPLimiter(announceRate, announceBurst, maxLimitedAddr),
 		reportLimits: httpapi.NewIPLimiter(reportRate, reportBurst, maxLimitedAddr),
 		done:         make(chan struct{}),
 	}
-	n := 0
-	err = reg.each(func(fi *fileinfo.Info) error {
-		h, err := parseHash(fi.InfoHash)
-		if err != nil {
-			return fmt.Errorf("stored %s: %w", fi.Path, err)
-		}
-		s.swarms.retain(h)
-		n++
-		return nil
-	})
+	st, err := s.sweep(ctx)
 	if err != nil {
-		reg.close()
-		return nil, fmt.Errorf("tracker: load registry: %w", err)
+		return nil, errors.Join(fmt.Errorf("tracker: %w", err), store.Close())
 	}
-	m.Torrents.Set(float64(n))
-	s.open.Store(true)
 	s.health.SetReady(func() error {
-		if !s.open.Load() {
-			return errors.New("registry closed")
-		}
-		return nil
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		defer cancel()
+		return s.store.Ping(ctx)
 	})
 	s.handler = s.routes()
 
 	ctx, s.stop = context.WithCancel(ctx)
 	go s.sweepLoop(ctx)
-	s.log.Info("tracker ready", "data_dir", cfg.DataDir, "files", n)
+	s.log.Info("tracker ready", "data_dir", cfg.DataDir, "store", storeName(cfg.Store), "files", st.files)
 	return s, nil
 }
 
@@ -120,8 +99,7 @@ func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.stop()
 		<-s.done
-		s.open.Store(false)
-		s.closeErr = s.reg.close()
+		s.closeErr = s.store.Close()
 	})
 	return s.closeErr
 }
@@ -149,18 +127,34 @@ func (s *Server) routes() http.Handler {
 // ends.
 func (s *Server) sweepLoop(ctx context.Context) {
 	defer close(s.done)
-	t := time.NewTicker(max(s.cfg.PeerTTL/4, 10*time.Millisecond))
+	// At most 5 s, since the gauges come from the sweep.
+	t := time.NewTicker(min(max(s.cfg.PeerTTL/4, 10*time.Millisecond), 5*time.Second))
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-t.C:
-			s.swarms.sweep(now)
+		case <-t.C:
+			if _, err := s.sweep(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("sweep peers", "err", err)
+			}
 			s.limits.Prune()
 			s.reportLimits.Prune()
 		}
 	}
+}
+
+// sweep expires silent peers and sets the gauges to the store's totals.
+func (s *Server) sweep(ctx context.Context) (storeStats, error) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	st, err := s.store.Sweep(ctx)
+	if err != nil {
+		return st, err
+	}
+	s.metrics.Torrents.Set(float64(st.files))
+	s.metrics.Peers.Set(float64(st.peers))
+	return st, nil
 }
 
 // requireToken refuses a request without "Authorization: Bearer <Token>".

@@ -2,29 +2,14 @@ package tracker
 
 import (
 	"math/rand/v2"
-	"net/netip"
 	"sync"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
-// maxPeersPerSwarm bounds one swarm's memory: past it, new peers still get
-// answers but are not remembered until others leave or expire.
-const maxPeersPerSwarm = 10000
-
-// peerKey identifies a peer by its id and IP together, so that nobody can
-// replace or stop another host's entry by sending its peer id.
-type peerKey struct {
-	id [20]byte
-	ip netip.Addr
-}
-
-type peer struct {
-	id       [20]byte
-	addr     netip.AddrPort
-	complete bool
-	seen     time.Time
+// member is a peer as a swarm keeps it: with when it was last heard of.
+type member struct {
+	peer
+	seen time.Time
 }
 
 // swarm is one registered infohash's peers. refs counts the registered
@@ -33,7 +18,7 @@ type peer struct {
 type swarm struct {
 	refs       int
 	downloaded int
-	peers      map[peerKey]*peer
+	peers      map[peerKey]*member
 }
 
 // swarms is the in-memory peer state of every registered infohash. An
@@ -41,15 +26,15 @@ type swarm struct {
 // which is how announces for unregistered torrents are refused.
 type swarms struct {
 	ttl   time.Duration
-	gauge prometheus.Gauge
+	limit int // peers per swarm
 
 	mu    sync.Mutex
 	m     map[[20]byte]*swarm
 	total int // live peers over all swarms, for the gauge
 }
 
-func newSwarms(ttl time.Duration, gauge prometheus.Gauge) *swarms {
-	return &swarms{ttl: ttl, gauge: gauge, m: make(map[[20]byte]*swarm)}
+func newSwarms(ttl time.Duration, limit int) *swarms {
+	return &swarms{ttl: ttl, limit: limit, m: make(map[[20]byte]*swarm)}
 }
 
 // retain adds a registered path with infohash h.
@@ -58,7 +43,7 @@ func (s *swarms) retain(h [20]byte) {
 	defer s.mu.Unlock()
 	sw := s.m[h]
 	if sw == nil {
-		sw = &swarm{peers: make(map[peerKey]*peer)}
+		sw = &swarm{peers: make(map[peerKey]*member)}
 		s.m[h] = sw
 	}
 	sw.refs++
@@ -78,13 +63,6 @@ func (s *swarms) release(h [20]byte) {
 	}
 	s.total -= len(sw.peers)
 	delete(s.m, h)
-	s.gauge.Set(float64(s.total))
-}
-
-// announceResult is what an announce answer needs.
-type announceResult struct {
-	complete, incomplete int
-	peers                []peer
 }
 
 // announce records a's peer (or removes it on EventStopped) and returns
@@ -111,14 +89,13 @@ func (s *swarms) announce(a *Announce, now time.Time) (res announceResult, ok bo
 			sw.downloaded++
 		}
 		p.addr, p.complete, p.seen = a.Addr, a.Left == 0, now
-	case len(sw.peers) < maxPeersPerSwarm:
+	case len(sw.peers) < s.limit:
 		if a.Event == EventCompleted {
 			sw.downloaded++
 		}
-		sw.peers[key] = &peer{id: a.PeerID, addr: a.Addr, complete: a.Left == 0, seen: now}
+		sw.peers[key] = &member{peer: peer{id: a.PeerID, addr: a.Addr, complete: a.Left == 0}, seen: now}
 		s.total++
 	}
-	s.gauge.Set(float64(s.total))
 
 	cand := make([]peer, 0, len(sw.peers))
 	for _, q := range sw.peers {
@@ -127,11 +104,9 @@ func (s *swarms) announce(a *Announce, now time.Time) (res announceResult, ok bo
 		} else {
 			res.incomplete++
 		}
-		if q.id != a.PeerID {
-			cand = append(cand, *q)
-		}
+		cand = append(cand, q.peer)
 	}
-	res.peers = pick(cand, a.NumWant)
+	res.peers = pickAnswer(cand, a.PeerID, a.NumWant)
 	return res, true
 }
 
@@ -146,52 +121,51 @@ func (s *swarms) sample(h [20]byte, n int, now time.Time) []peer {
 	s.expireLocked(sw, now)
 	cand := make([]peer, 0, len(sw.peers))
 	for _, q := range sw.peers {
-		cand = append(cand, *q)
+		cand = append(cand, q.peer)
 	}
 	return pick(cand, n)
 }
 
 // scrape returns infohash h's BEP 48 counts; ok is false when h is not
 // registered.
-func (s *swarms) scrape(h [20]byte, now time.Time) (complete, incomplete, downloaded int, ok bool) {
+func (s *swarms) scrape(h [20]byte, now time.Time) (sc scrapeCounts, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sw := s.m[h]
 	if sw == nil {
-		return 0, 0, 0, false
+		return sc, false
 	}
 	s.expireLocked(sw, now)
 	for _, q := range sw.peers {
 		if q.complete {
-			complete++
+			sc.complete++
 		} else {
-			incomplete++
+			sc.incomplete++
 		}
 	}
-	return complete, incomplete, sw.downloaded, true
+	sc.downloaded = sw.downloaded
+	return sc, true
 }
 
 // sweep drops every peer not heard of for the TTL, so that swarms nobody
-// announces to any more do not hold memory or inflate the gauge.
-func (s *swarms) sweep(now time.Time) {
+// announces to any more do not hold memory or inflate the gauge, and
+// returns how many live peers are left.
+func (s *swarms) sweep(now time.Time) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, sw := range s.m {
 		s.expireLocked(sw, now)
 	}
+	return s.total
 }
 
 func (s *swarms) expireLocked(sw *swarm, now time.Time) {
 	dead := now.Add(-s.ttl)
-	n := s.total
 	for k, p := range sw.peers {
 		if p.seen.Before(dead) {
 			delete(sw.peers, k)
 			s.total--
 		}
-	}
-	if s.total != n {
-		s.gauge.Set(float64(s.total))
 	}
 }
 
