@@ -18,6 +18,8 @@ func TestConfigRefused(t *testing.T) {
 		{"no data dir", Config{Token: "t"}, "data directory"},
 		{"bad public URL", Config{Token: "t", DataDir: dir, PublicURL: "ftp://x"}, "public URL"},
 		{"negative TTL", Config{Token: "t", DataDir: dir, PeerTTL: -time.Second}, "negative"},
+		{"store not redis", Config{Token: "t", Store: "mysql://db/x"}, "not a redis:// URL"},
+		{"redis not answering", Config{Token: "t", Store: "redis://" + closedAddr(t) + "/0"}, "store"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := New(t.Context(), tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {

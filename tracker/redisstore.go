@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -138,6 +139,9 @@ type redisStore struct {
 	rdb   *redis.Client
 	ttl   time.Duration
 	limit int
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 var _ Store = (*redisStore)(nil)
@@ -323,10 +327,12 @@ func (s *redisStore) Ping(ctx context.Context) error {
 }
 
 func (s *redisStore) Close() error {
-	if err := s.rdb.Close(); err != nil {
-		return fmt.Errorf("close redis: %w", err)
-	}
-	return nil
+	s.closeOnce.Do(func() {
+		if err := s.rdb.Close(); err != nil {
+			s.closeErr = fmt.Errorf("close redis: %w", err)
+		}
+	})
+	return s.closeErr
 }
 
 // encodePeerKey is peerKey as a Redis member: the id's 20 bytes, then the

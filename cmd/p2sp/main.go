@@ -74,7 +74,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	case "tracker":
 		var cfg tracker.Config
 		fs.StringVar(&cfg.Listen, "listen", ":7070", "HTTP listen address")
-		fs.StringVar(&cfg.DataDir, "data-dir", "", "directory for the registry (required)")
+		fs.StringVar(&cfg.DataDir, "data-dir", "", "directory for the registry (required unless --store is Redis)")
+		fs.StringVar(&cfg.Store, "store", "", "redis://HOST:PORT/DB: registry and swarms in Redis, shared by tracker replicas (default: bbolt in --data-dir)")
 		fs.StringVar(&cfg.PublicURL, "public-url", "", "base URL written into .torrent files (default: from the request)")
 		fs.DurationVar(&cfg.AnnounceInterval, "announce-interval", 30*time.Second, "interval told to BitTorrent clients")
 		start = func() error { cfg.Token = os.Getenv("P2SP_TOKEN"); return tracker.Run(ctx, cfg) }
