@@ -41,7 +41,7 @@ func TestFaultBadPeer(t *testing.T) {
 	}
 	waitComplete(t, p1, path)
 	// proxy1 is in the swarm the tracker tells the next proxies of.
-	waitAnnounced(t, c, path, p1.Proxy.BTPort(), 10*time.Second)
+	waitAnnounced(t, c.Tracker.URL, path, p1.Proxy.BTPort(), 10*time.Second)
 
 	// Rot: flip bytes in place in several pieces of proxy1's data file,
 	// behind its back.
@@ -241,7 +241,7 @@ func TestOriginAwayMidStream(t *testing.T) {
 	p1, p2 := c.Proxies[0], c.Proxies[1]
 	mustGet(t, streamURL(p1, held), "", http.StatusOK)
 	waitComplete(t, p1, held)
-	waitAnnounced(t, c, held, p1.Proxy.BTPort(), 10*time.Second)
+	waitAnnounced(t, c.Tracker.URL, held, p1.Proxy.BTPort(), 10*time.Second)
 
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
@@ -310,7 +310,7 @@ func TestTrackerAway(t *testing.T) {
 		t.Fatal("proxy1, first MiB: bytes differ")
 	}
 	port := p1.Proxy.BTPort()
-	waitAnnounced(t, c, "tr/begun.bin", port, 10*time.Second)
+	waitAnnounced(t, c.Tracker.URL, "tr/begun.bin", port, 10*time.Second)
 
 	if err := c.Tracker.Stop(); err != nil {
 		t.Fatal(err)
@@ -331,7 +331,7 @@ func TestTrackerAway(t *testing.T) {
 		t.Fatal(err)
 	}
 	t0 := time.Now()
-	if !announced(t, c, "tr/begun.bin", port, 5*interval) {
+	if !announced(t, c.Tracker.URL, "tr/begun.bin", port, 5*interval) {
 		t.Fatalf("proxy1 (BitTorrent port %d) did not announce tr/begun.bin to the returned tracker within %s (announce interval %s)",
 			port, time.Since(t0).Round(time.Millisecond), interval)
 	}
@@ -339,11 +339,13 @@ func TestTrackerAway(t *testing.T) {
 }
 
 // announced polls the tracker until it lists a peer on port for path.
-func announced(t *testing.T, c *demo.Cluster, path string, port int, within time.Duration) bool {
+// announced polls the tracker at trackerURL until it lists a peer on port
+// for path.
+func announced(t *testing.T, trackerURL, path string, port int, within time.Duration) bool {
 	t.Helper()
 	client := &http.Client{Timeout: time.Second}
 	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		resp, err := client.Get(c.Tracker.URL + "/v1/files/" + fileinfo.EscapePath(path))
+		resp, err := client.Get(trackerURL + "/v1/files/" + fileinfo.EscapePath(path))
 		if err != nil {
 			continue
 		}
@@ -359,9 +361,9 @@ func announced(t *testing.T, c *demo.Cluster, path string, port int, within time
 	return false
 }
 
-func waitAnnounced(t *testing.T, c *demo.Cluster, path string, port int, within time.Duration) {
+func waitAnnounced(t *testing.T, trackerURL, path string, port int, within time.Duration) {
 	t.Helper()
-	if !announced(t, c, path, port, within) {
+	if !announced(t, trackerURL, path, port, within) {
 		t.Fatalf("the tracker never listed the peer on port %d for %s", port, path)
 	}
 }

@@ -51,14 +51,20 @@ func (w testWriter) Write(p []byte) (int, error) {
 // writeMedia writes size random bytes as media file name and returns them.
 func writeMedia(t *testing.T, c *demo.Cluster, name string, size int) []byte {
 	t.Helper()
+	return writeFile(t, c.Media, name, size)
+}
+
+// writeFile writes size random bytes as dir/name and returns them. It
+// writes then renames, so that an origin never hashes a half-written file.
+func writeFile(t *testing.T, dir, name string, size int) []byte {
+	t.Helper()
 	data := make([]byte, size)
 	rand.Read(data)
-	p := filepath.Join(c.Media, filepath.FromSlash(name))
+	p := filepath.Join(dir, filepath.FromSlash(name))
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	// Write then rename, so the origin never hashes a half-written file.
-	tmp := filepath.Join(c.Dir, "tmp-"+filepath.Base(p))
+	tmp := filepath.Join(t.TempDir(), "tmp-"+filepath.Base(p))
 	if err := os.WriteFile(tmp, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -72,9 +78,15 @@ func writeMedia(t *testing.T, c *demo.Cluster, name string, size int) []byte {
 // (any version when sum is empty).
 func waitInfo(t *testing.T, c *demo.Cluster, path, sum string) *fileinfo.Info {
 	t.Helper()
+	return waitInfoAt(t, c.Tracker.URL, path, sum)
+}
+
+// waitInfoAt is waitInfo on the tracker at trackerURL.
+func waitInfoAt(t *testing.T, trackerURL, path, sum string) *fileinfo.Info {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(c.Tracker.URL + "/v1/files/" + fileinfo.EscapePath(path))
+		resp, err := http.Get(trackerURL + "/v1/files/" + fileinfo.EscapePath(path))
 		if err == nil {
 			var fi fileinfo.Info
 			ok := resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&fi) == nil
@@ -85,7 +97,7 @@ func waitInfo(t *testing.T, c *demo.Cluster, path, sum string) *fileinfo.Info {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("tracker never registered %s", path)
+	t.Fatalf("tracker %s never registered %s", trackerURL, path)
 	return nil
 }
 

@@ -74,7 +74,7 @@ func TestHostilePeer(t *testing.T) {
 			}
 			hp := startHostilePeer(t, fi, tt.mode)
 			hp.announce(t, c.Tracker.URL)
-			waitAnnounced(t, c, path, hp.port(), 10*time.Second)
+			waitAnnounced(t, c.Tracker.URL, path, hp.port(), 10*time.Second)
 
 			p := startTestProxy(t, c, proxy.Config{PeerGrace: 100 * time.Millisecond, StallTimeout: 30 * time.Second})
 			u := p.URL + "/stream/" + fileinfo.EscapePath(path)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -44,8 +45,8 @@ func buildCommand(t *testing.T, pkg string) string {
 	return bin
 }
 
-// proxyProc is `p2sp proxy` running as a child process of the test.
-type proxyProc struct {
+// proc is one p2sp command running as a child process of the test.
+type proc struct {
 	URL  string
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -54,15 +55,24 @@ type proxyProc struct {
 
 // startProxyProc runs `p2sp proxy --listen listen args...` and waits until
 // it is ready. The test's cleanup kills it if it still runs.
-func startProxyProc(t *testing.T, bin, listen string, args ...string) *proxyProc {
+func startProxyProc(t *testing.T, bin, listen string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(bin, append([]string{"proxy", "--listen", listen}, args...)...)
-	out := &lineWriter{t: t, prefix: "[proxy process] "}
+	return startProc(t, bin, "proxy", listen, nil, args...)
+}
+
+// startProc runs `p2sp role --listen listen args...` with env added to the
+// test's environment and waits until its /readyz answers 200. The test's
+// cleanup kills it if it still runs.
+func startProc(t *testing.T, bin, role, listen string, env []string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{role, "--listen", listen}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	out := &lineWriter{t: t, prefix: "[" + role + " process] "}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start p2sp proxy: %v", err)
+		t.Fatalf("start p2sp %s: %v", role, err)
 	}
-	p := &proxyProc{URL: "http://" + listen, cmd: cmd, done: make(chan struct{})}
+	p := &proc{URL: "http://" + listen, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		close(p.done)
@@ -78,18 +88,18 @@ func startProxyProc(t *testing.T, bin, listen string, args ...string) *proxyProc
 		}
 		select {
 		case <-p.done:
-			t.Fatalf("p2sp proxy exited before it was ready: %v", p.err)
+			t.Fatalf("p2sp %s exited before it was ready: %v", role, p.err)
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("p2sp proxy not ready after 30s")
+			t.Fatalf("p2sp %s not ready after 30s", role)
 		}
 	}
 }
 
 // kill sends SIGKILL (no shutdown, no deferred flush) and waits for the
 // process to be gone.
-func (p *proxyProc) kill() {
+func (p *proc) kill() {
 	select {
 	case <-p.done:
 		return

@@ -122,16 +122,7 @@ func TestCacheHitOffline(t *testing.T) {
 
 func waitComplete(t *testing.T, p *demo.Service, path string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		for _, f := range status(t, p).Files {
-			if f.Path == path && f.Complete {
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s never completed %s: %+v", p.Name, path, status(t, p))
+	waitCompleteAt(t, p.URL, path)
 }
 
 // TestNewFileReportedThenPeerToPeer: a file the tracker does not know is
