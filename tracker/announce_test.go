@@ -46,7 +46,7 @@ func (r annResp) compactPeers(t *testing.T) []netip.AddrPort {
 
 func peerID(name string) string { return fmt.Sprintf("%-20s", name) }
 
-func rawHash(t *testing.T, hexHash string) string {
+func rawHash(t testing.TB, hexHash string) string {
 	t.Helper()
 	b, err := hex.DecodeString(hexHash)
 	if err != nil {

@@ -66,7 +66,7 @@ func startTracker(t *testing.T, cfg Config) *testTracker {
 
 // testFile writes size random bytes to a temporary file and computes its
 // info as the origin would, under registry path p.
-func testFile(t *testing.T, p string, size int64) (*fileinfo.Info, []byte) {
+func testFile(t testing.TB, p string, size int64) (*fileinfo.Info, []byte) {
 	t.Helper()
 	data := make([]byte, size)
 	rand.Read(data)
