@@ -5,9 +5,12 @@
 // file with the origins as BEP 19 web seeds, and a sink for the problems
 // proxies report.
 //
-// The registry lives in a bbolt file and survives restarts; swarms (who
-// announced what) live in memory only and are rebuilt by the next round of
-// announces. Writes to the registry and reading reports need the shared
-// token; everything a proxy or a BitTorrent client needs is open, bounded
-// and rate-limited per remote address.
+// Its state sits behind Store. By default the registry lives in a bbolt
+// file and survives restarts, and swarms (who announced what) live in
+// memory only and are rebuilt by the next round of announces. With a
+// redis:// store both live in Redis, so that several tracker replicas serve
+// one fleet and any of them can go away. Writes to the registry and reading
+// reports need the shared token; everything a proxy or a BitTorrent client
+// needs is open, bounded and rate-limited per remote address. Reports are
+// kept in each replica's memory.
 package tracker
