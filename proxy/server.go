@@ -95,10 +95,11 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.swarm, err = swarm.New(swarm.Config{
-		Listen:  cfg.BTListen,
-		Storage: s.cache,
-		DataDir: filepath.Join(cfg.CacheDir, "bt"),
-		Logger:  s.log.With("component", "bittorrent"),
+		Listen:     cfg.BTListen,
+		Storage:    s.cache,
+		DataDir:    filepath.Join(cfg.CacheDir, "bt"),
+		Logger:     s.log.With("component", "bittorrent"),
+		HTTPClient: cfg.HTTPClient,
 	})
 	if err != nil {
 		cancel()

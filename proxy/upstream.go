@@ -27,6 +27,11 @@ type trackerClient struct {
 // lookupTimeout bounds a tracker lookup: the player is waiting.
 const lookupTimeout = 3 * time.Second
 
+// maxInfoAnswer bounds a file-info answer: the tracker accepts
+// registrations of up to 8 MiB, and the peers it adds are a few KiB.
+// (encoding/json bounds the nesting itself.)
+const maxInfoAnswer = 9 << 20
+
 // fileInfo fetches and validates a file's info, with its current peers.
 func (tc *trackerClient) fileInfo(ctx context.Context, path string) (*fileinfo.Info, error) {
 	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
@@ -48,7 +53,7 @@ func (tc *trackerClient) fileInfo(ctx context.Context, path string) (*fileinfo.I
 		return nil, fmt.Errorf("tracker lookup %s: tracker answered %s", path, resp.Status)
 	}
 	var fi fileinfo.Info
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&fi); err != nil {
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxInfoAnswer)).Decode(&fi); err != nil {
 		return nil, fmt.Errorf("tracker lookup %s: decode: %w", path, err)
 	}
 	if err := fi.Validate(); err != nil {
