@@ -88,6 +88,11 @@ func New(cfg Config) (*Server, error) {
 		cancel()
 		return nil, fmt.Errorf("open cache: %w", err)
 	}
+	if s.tracker.trust, err = newTrust(cfg.OriginKeys, cfg.OriginURL, cfg.CacheDir, cfg.HTTPClient, s.log); err != nil {
+		cancel()
+		s.cache.Close()
+		return nil, err
+	}
 	s.staging, err = newStaging(filepath.Join(cfg.CacheDir, "staging"), cfg.CacheSize)
 	if err != nil {
 		cancel()
@@ -274,6 +279,20 @@ func (s *Server) cacheBroken() bool {
 	return time.Now().UnixNano() < s.cacheBrokenUntil.Load()
 }
 
+// lookup asks the tracker for p's info, noting on p's status whether the
+// answer was refused (and why) or verified.
+func (s *Server) lookup(ctx context.Context, p string) (*fileinfo.Info, error) {
+	info, err := s.tracker.fileInfo(ctx, p)
+	switch {
+	case errors.Is(err, errUntrusted):
+		s.log.Warn("refused file info from the tracker", "path", p, "err", err)
+		s.statsFor(p).setRefused(err)
+	case err == nil:
+		s.statsFor(p).refused.Store(nil)
+	}
+	return info, err
+}
+
 // revalidateEvery bounds how often a complete entry is checked against the
 // tracker.
 const revalidateEvery = 30 * time.Second
@@ -291,7 +310,7 @@ func (s *Server) revalidate(info *fileinfo.Info) {
 	s.revalidated[info.Path] = time.Now()
 	s.mu.Unlock()
 	s.wg.Go(func() {
-		cur, err := s.tracker.fileInfo(s.ctx, info.Path)
+		cur, err := s.lookup(s.ctx, info.Path)
 		if err != nil || cur.InfoHash == info.InfoHash {
 			return // unknown, unreachable or current: keep what verified
 		}

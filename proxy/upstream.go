@@ -22,6 +22,7 @@ var errUnknownFile = errors.New("file not registered with the tracker")
 type trackerClient struct {
 	base   string
 	client *http.Client
+	trust  *trust
 }
 
 // lookupTimeout bounds a tracker lookup: the player is waiting.
@@ -32,7 +33,8 @@ const lookupTimeout = 3 * time.Second
 // (encoding/json bounds the nesting itself.)
 const maxInfoAnswer = 9 << 20
 
-// fileInfo fetches and validates a file's info, with its current peers.
+// fileInfo fetches and validates a file's info, with its current peers,
+// and checks the origin's signature over it.
 func (tc *trackerClient) fileInfo(ctx context.Context, path string) (*fileinfo.Info, error) {
 	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	defer cancel()
@@ -61,6 +63,11 @@ func (tc *trackerClient) fileInfo(ctx context.Context, path string) (*fileinfo.I
 	}
 	if fi.Path != path {
 		return nil, fmt.Errorf("tracker lookup %s: answered for %q", path, fi.Path)
+	}
+	// Only the origin says what a file's bytes are: the tracker, or
+	// anyone between it and us, can only pass its signature on.
+	if err := tc.trust.verify(ctx, &fi); err != nil {
+		return nil, fmt.Errorf("tracker lookup %s: %w", path, err)
 	}
 	return &fi, nil
 }
