@@ -18,8 +18,9 @@ import (
 	"github.com/p2sp/p2sp/internal/fileinfo"
 )
 
-// errUntrusted wraps every refusal of file info: its signature does not
-// verify, or no origin key is known to check it with.
+// errUntrusted wraps every refusal of a tracker's file info: it does not
+// decode or is inconsistent, its signature does not verify, or no origin
+// key is known to check it with.
 var errUntrusted = errors.New("refused file info")
 
 // pinFileName holds, in the cache directory, the origin key fetched on

@@ -56,13 +56,13 @@ func (tc *trackerClient) fileInfo(ctx context.Context, path string) (*fileinfo.I
 	}
 	var fi fileinfo.Info
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxInfoAnswer)).Decode(&fi); err != nil {
-		return nil, fmt.Errorf("tracker lookup %s: decode: %w", path, err)
+		return nil, fmt.Errorf("tracker lookup %s: %w: decode: %w", path, errUntrusted, err)
 	}
 	if err := fi.Validate(); err != nil {
-		return nil, fmt.Errorf("tracker lookup %s: %w", path, err)
+		return nil, fmt.Errorf("tracker lookup %s: %w: %w", path, errUntrusted, err)
 	}
 	if fi.Path != path {
-		return nil, fmt.Errorf("tracker lookup %s: answered for %q", path, fi.Path)
+		return nil, fmt.Errorf("tracker lookup %s: %w: answered for %q", path, errUntrusted, fi.Path)
 	}
 	// Only the origin says what a file's bytes are: the tracker, or
 	// anyone between it and us, can only pass its signature on.
