@@ -28,6 +28,7 @@ type Server struct {
 	egress      *egress
 	cat         *catalog
 	reportLimit *httpapi.IPLimiter
+	reportBook  *reportBook
 	health      httpapi.Health
 	engine      *gin.Engine
 	// key signs every file info the origin registers.
@@ -65,6 +66,7 @@ func New(cfg Config) (*Server, error) {
 		egress:      newEgress(cfg.RateLimit),
 		cat:         newCatalog(m, cfg.TrackerURL != "", cfg.ScanInterval),
 		reportLimit: httpapi.NewIPLimiter(reportRate, reportBurst, maxReportAddrs),
+		reportBook:  newReportBook(reportWindow, wholeFileVoters, maxReportAddrs),
 	}
 	if cfg.KeyFile != "" {
 		s.key, err = LoadOrCreateKey(cfg.KeyFile)

@@ -76,6 +76,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.reports = &reporter{
 		targets: []string{cfg.TrackerURL, cfg.OriginURL}, client: cfg.HTTPClient,
+		origin: cfg.OriginURL, user: cfg.User, token: cfg.UserToken,
 		log: s.log, wg: &s.wg, ctx: ctx, last: map[[2]string]time.Time{},
 	}
 	s.cache, err = cache.Open(ctx, cache.Config{

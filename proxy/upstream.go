@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -77,9 +78,13 @@ func (tc *trackerClient) fileInfo(ctx context.Context, path string) (*fileinfo.I
 type reporter struct {
 	targets []string
 	client  *http.Client
-	log     *slog.Logger
-	wg      *sync.WaitGroup
-	ctx     context.Context
+	// origin, user and token: reports to the origin carry the user's
+	// credential, if any, so that they count as that user's (see
+	// fileinfo.ReportUserHeader); the tracker never sees it.
+	origin, user, token string
+	log                 *slog.Logger
+	wg                  *sync.WaitGroup
+	ctx                 context.Context
 
 	mu   sync.Mutex
 	last map[[2]string]time.Time
@@ -122,6 +127,10 @@ func (r *reporter) post(ctx context.Context, url string, body []byte) error {
 		return fmt.Errorf("post %s: %w", url, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if r.user != "" && strings.HasPrefix(url, r.origin+"/") {
+		req.Header.Set(fileinfo.ReportUserHeader, r.user)
+		req.Header.Set("Authorization", "Bearer "+r.token)
+	}
 	resp, err := r.client.Do(req)
 	if err != nil {
 		return fmt.Errorf("post %s: %w", url, err)
