@@ -195,7 +195,7 @@ func runDemo(ctx context.Context, cfg demo.Config, stdout io.Writer) error {
 	}
 	defer c.Close()
 	fmt.Fprintf(stdout, "\np2sp demo is running (Ctrl-C to stop)\n\n")
-	fmt.Fprintf(stdout, "  tracker  %s/v1/files\n", c.Tracker.URL)
+	fmt.Fprintf(stdout, "  tracker  %s/v1/files/%s\n", c.Tracker.URL, demo.SampleName)
 	fmt.Fprintf(stdout, "  origin   %s/v1/catalog\n", c.Origin.URL)
 	for _, p := range c.Proxies {
 		fmt.Fprintf(stdout, "  %-8s %s/v1/status\n", p.Name, p.URL)
