@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	_ "embed"
 	"encoding/hex"
@@ -65,14 +66,18 @@ type Cluster struct {
 	// to every proxy.
 	User      string
 	UserToken string
-	// OriginData is the origin's data directory (users and their lists).
+	// OriginData is the origin's data directory (users and their lists,
+	// its signing key).
 	OriginData string
-	Dir        string
-	Media      string
-	Tracker    *Service
-	Origin     *Service
-	Proxies    []*Service
-	tempDir    bool
+	// OriginKey is the key the origin signs file info with; every proxy
+	// is configured with it.
+	OriginKey ed25519.PublicKey
+	Dir       string
+	Media     string
+	Tracker   *Service
+	Origin    *Service
+	Proxies   []*Service
+	tempDir   bool
 }
 
 // Service is one running component.
@@ -122,6 +127,12 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if c.UserToken, err = origin.AddUser(c.OriginData, c.User); err != nil {
 		return nil, err
 	}
+	// The origin finds the same key in its data directory.
+	key, err := origin.LoadOrCreateKey(filepath.Join(c.OriginData, origin.KeyFileName))
+	if err != nil {
+		return nil, err
+	}
+	c.OriginKey = key.Public().(ed25519.PublicKey)
 	tok := make([]byte, 16)
 	rand.Read(tok)
 	c.Token = hex.EncodeToString(tok)
@@ -172,7 +183,8 @@ func (c *Cluster) AddProxy(ctx context.Context, cacheSize int64, log *slog.Logge
 	btAddr := "127.0.0.1:0"
 	s := &Service{Name: name, start: func(ctx context.Context, s *Service, ln net.Listener) (func() error, error) {
 		p, err := proxy.New(proxy.Config{
-			TrackerURL: c.Tracker.URL, OriginURL: c.Origin.URL, CacheDir: cacheDir, CacheSize: cacheSize,
+			TrackerURL: c.Tracker.URL, OriginURL: c.Origin.URL, OriginKeys: []ed25519.PublicKey{c.OriginKey},
+			CacheDir: cacheDir, CacheSize: cacheSize,
 			BTListen: btAddr, User: c.User, UserToken: c.UserToken, Registry: s.Registry, Logger: log,
 		})
 		if err != nil {

@@ -152,7 +152,9 @@ type statusFile struct {
 	Complete       bool    `json:"complete"`
 	OriginShare    float64 `json:"origin_share"`
 	VerifyFailures int64   `json:"verification_failures"`
+	UploadedBytes  int64   `json:"uploaded_bytes"`
 	Error          string  `json:"error"`
+	RefusedInfo    string  `json:"refused_info"`
 }
 
 // proxyStatus is the part of /v1/status the tests read.

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"log/slog"
 	"net"
@@ -150,9 +151,10 @@ type testProxy struct {
 	URL string
 }
 
-// startTestProxy runs proxy.New(cfg) with the cluster's tracker and origin
-// unless cfg names others, a cache in a temporary directory, BitTorrent on
-// loopback and the test's log.
+// startTestProxy runs proxy.New(cfg) with the cluster's tracker, origin and
+// origin key unless cfg names others (a non-nil, empty OriginKeys: the
+// origin's key on first use), a cache in a temporary directory, BitTorrent
+// on loopback and the test's log.
 func startTestProxy(t *testing.T, c *demo.Cluster, cfg proxy.Config) *testProxy {
 	t.Helper()
 	if cfg.TrackerURL == "" {
@@ -160,6 +162,9 @@ func startTestProxy(t *testing.T, c *demo.Cluster, cfg proxy.Config) *testProxy 
 	}
 	if cfg.OriginURL == "" {
 		cfg.OriginURL = c.Origin.URL
+	}
+	if cfg.OriginKeys == nil {
+		cfg.OriginKeys = []ed25519.PublicKey{c.OriginKey}
 	}
 	if cfg.CacheDir == "" {
 		cfg.CacheDir = t.TempDir()

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -37,8 +38,14 @@ type Config struct {
 	// Bearer <Token>" when registering. Required.
 	Token string
 	// DataDir keeps the users' credentials and lists (see AddUser); ""
-	// turns the /v1/users API off.
+	// turns the /v1/users API off. It also keeps the signing key
+	// (KeyFileName) unless KeyFile names another place.
 	DataDir string
+	// KeyFile is the Ed25519 key (PKCS #8 PEM) the origin signs file info
+	// with, created if missing; "" means DataDir/KeyFileName, and without a
+	// data directory either, a key of this run only (proxies that pinned
+	// the last one then refuse the new signatures).
+	KeyFile string
 	// ScanInterval is how often the media directory is walked for new,
 	// changed and removed files; default 2s.
 	ScanInterval time.Duration
@@ -88,6 +95,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ScanInterval == 0 {
 		c.ScanInterval = 2 * time.Second
+	}
+	if c.KeyFile == "" && c.DataDir != "" {
+		c.KeyFile = filepath.Join(c.DataDir, KeyFileName)
 	}
 	if c.Registry == nil {
 		c.Registry = metrics.NewRegistry()

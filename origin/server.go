@@ -1,6 +1,8 @@
 package origin
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,8 +28,11 @@ type Server struct {
 	egress      *egress
 	cat         *catalog
 	reportLimit *httpapi.IPLimiter
+	reportBook  *reportBook
 	health      httpapi.Health
 	engine      *gin.Engine
+	// key signs every file info the origin registers.
+	key ed25519.PrivateKey
 	// users holds the users' lists; nil without a data directory.
 	users     *userStore
 	durations durationCache
@@ -61,6 +66,17 @@ func New(cfg Config) (*Server, error) {
 		egress:      newEgress(cfg.RateLimit),
 		cat:         newCatalog(m, cfg.TrackerURL != "", cfg.ScanInterval),
 		reportLimit: httpapi.NewIPLimiter(reportRate, reportBurst, maxReportAddrs),
+		reportBook:  newReportBook(reportWindow, wholeFileVoters, maxReportAddrs),
+	}
+	if cfg.KeyFile != "" {
+		s.key, err = LoadOrCreateKey(cfg.KeyFile)
+	} else {
+		s.log.Warn("no --data-dir or --key-file: signing with a key of this run only")
+		_, s.key, err = ed25519.GenerateKey(rand.Reader)
+	}
+	if err != nil {
+		root.Close()
+		return nil, err
 	}
 	if cfg.DataDir != "" {
 		if s.users, err = newUserStore(cfg.DataDir); err != nil {
@@ -94,6 +110,7 @@ func (s *Server) routes() *gin.Engine {
 	e.GET("/files/*path", s.countRequest, files)
 	e.HEAD("/files/*path", s.countRequest, files)
 	e.GET("/v1/catalog", httpapi.Handle(s.getCatalog))
+	e.GET("/v1/key", httpapi.Handle(s.getKey))
 	e.GET("/v1/files-info/*path", httpapi.Handle(s.getFileInfo))
 	e.POST("/v1/reports", httpapi.Handle(s.postReport))
 	s.userRoutes(e)

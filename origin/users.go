@@ -149,20 +149,23 @@ func (u *userStore) credentialOf(name string) ([]byte, error) {
 	return sum, nil
 }
 
+// is reports whether token is user name's.
+func (u *userStore) is(name, token string) (bool, error) {
+	h, err := u.credentialOf(name)
+	if errors.Is(err, errNoUser) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	sum := sha256.Sum256([]byte(token))
+	return subtle.ConstantTimeCompare(h, sum[:]) == 1, nil
+}
+
 // owner returns the user whose token this is, trying want first (the
 // common case costs one small read); "" if no user has it.
 func (u *userStore) owner(token, want string) (string, error) {
-	sum := sha256.Sum256([]byte(token))
-	matches := func(name string) (bool, error) {
-		h, err := u.credentialOf(name)
-		if errors.Is(err, errNoUser) {
-			return false, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		return subtle.ConstantTimeCompare(h, sum[:]) == 1, nil
-	}
+	matches := func(name string) (bool, error) { return u.is(name, token) }
 	if ok, err := matches(want); ok || err != nil {
 		return want, err
 	}

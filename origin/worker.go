@@ -156,6 +156,7 @@ func (s *Server) hash(ctx context.Context, p string) (*fileinfo.Info, error) {
 		return nil, err
 	}
 	info.Origins = []string{s.publicURL}
+	info.Sign(s.key)
 	d := time.Since(start)
 	s.log.Info("hashed", "path", p, "size", info.Size, "infohash", info.InfoHash,
 		"duration", d.Round(time.Millisecond), "mb_per_s", fmt.Sprintf("%.1f", float64(info.Size)/1e6/max(d.Seconds(), 1e-6)))

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +24,10 @@ type Config struct {
 	// fetches media only from OriginURL.
 	TrackerURL string
 	OriginURL  string
+	// OriginKeys are the Ed25519 keys of the origins whose signed file info
+	// the proxy accepts. None means the configured origin's own, fetched
+	// from it once and pinned in CacheDir (trust on first use).
+	OriginKeys []ed25519.PublicKey
 	// CacheDir holds the cache; CacheSize bounds it in bytes.
 	CacheDir  string
 	CacheSize int64

@@ -57,11 +57,19 @@ type fileStats struct {
 	originFetched                      atomic.Int64
 	verifyFailures                     atomic.Int64
 	lastErr                            atomic.Pointer[string]
+	// refused is why the tracker's last answer for the path was refused,
+	// until one verifies.
+	refused atomic.Pointer[string]
 }
 
 func (st *fileStats) setErr(err error) {
 	msg := err.Error()
 	st.lastErr.Store(&msg)
+}
+
+func (st *fileStats) setRefused(err error) {
+	msg := err.Error()
+	st.refused.Store(&msg)
 }
 
 // Scheduling constants. A piece is "urgent" while it is among the first

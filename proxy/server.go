@@ -76,6 +76,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.reports = &reporter{
 		targets: []string{cfg.TrackerURL, cfg.OriginURL}, client: cfg.HTTPClient,
+		origin: cfg.OriginURL, user: cfg.User, token: cfg.UserToken,
 		log: s.log, wg: &s.wg, ctx: ctx, last: map[[2]string]time.Time{},
 	}
 	s.cache, err = cache.Open(ctx, cache.Config{
@@ -88,6 +89,11 @@ func New(cfg Config) (*Server, error) {
 		cancel()
 		return nil, fmt.Errorf("open cache: %w", err)
 	}
+	if s.tracker.trust, err = newTrust(cfg.OriginKeys, cfg.OriginURL, cfg.CacheDir, cfg.HTTPClient, s.log); err != nil {
+		cancel()
+		s.cache.Close()
+		return nil, err
+	}
 	s.staging, err = newStaging(filepath.Join(cfg.CacheDir, "staging"), cfg.CacheSize)
 	if err != nil {
 		cancel()
@@ -95,10 +101,11 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.swarm, err = swarm.New(swarm.Config{
-		Listen:  cfg.BTListen,
-		Storage: s.cache,
-		DataDir: filepath.Join(cfg.CacheDir, "bt"),
-		Logger:  s.log.With("component", "bittorrent"),
+		Listen:     cfg.BTListen,
+		Storage:    s.cache,
+		DataDir:    filepath.Join(cfg.CacheDir, "bt"),
+		Logger:     s.log.With("component", "bittorrent"),
+		HTTPClient: cfg.HTTPClient,
 	})
 	if err != nil {
 		cancel()
@@ -273,6 +280,20 @@ func (s *Server) cacheBroken() bool {
 	return time.Now().UnixNano() < s.cacheBrokenUntil.Load()
 }
 
+// lookup asks the tracker for p's info, noting on p's status whether the
+// answer was refused (and why) or verified.
+func (s *Server) lookup(ctx context.Context, p string) (*fileinfo.Info, error) {
+	info, err := s.tracker.fileInfo(ctx, p)
+	switch {
+	case errors.Is(err, errUntrusted):
+		s.log.Warn("refused file info from the tracker", "path", p, "err", err)
+		s.statsFor(p).setRefused(err)
+	case err == nil:
+		s.statsFor(p).refused.Store(nil)
+	}
+	return info, err
+}
+
 // revalidateEvery bounds how often a complete entry is checked against the
 // tracker.
 const revalidateEvery = 30 * time.Second
@@ -290,7 +311,7 @@ func (s *Server) revalidate(info *fileinfo.Info) {
 	s.revalidated[info.Path] = time.Now()
 	s.mu.Unlock()
 	s.wg.Go(func() {
-		cur, err := s.tracker.fileInfo(s.ctx, info.Path)
+		cur, err := s.lookup(s.ctx, info.Path)
 		if err != nil || cur.InfoHash == info.InfoHash {
 			return // unknown, unreachable or current: keep what verified
 		}

@@ -191,7 +191,7 @@ func (s *Server) adopt(p string, sf *stagedFile) {
 			return
 		case <-tick.C:
 		}
-		info, err := s.tracker.fileInfo(s.ctx, p)
+		info, err := s.lookup(s.ctx, p)
 		if errors.Is(err, errUnknownFile) {
 			continue
 		}

@@ -27,6 +27,10 @@ type fileStatus struct {
 	// Pieces, with ?pieces=1, has one character per piece: 1 held, 0 not.
 	Pieces string `json:"pieces,omitempty"`
 	Error  string `json:"error,omitempty"`
+	// RefusedInfo says why the tracker's last file info for the path was
+	// refused (its signature does not verify); the path then streams from
+	// the origin alone.
+	RefusedInfo string `json:"refused_info,omitempty"`
 }
 
 // status is the whole of /v1/status.
@@ -41,6 +45,11 @@ type status struct {
 		Evictions int64 `json:"evictions"`
 	} `json:"cache"`
 	BTPort int `json:"bt_port"`
+	// OriginKeys are the keys file info must be signed with, and
+	// OriginKeySource where they came from: configured, pinned on first
+	// use, or none yet.
+	OriginKeys      []string `json:"origin_keys"`
+	OriginKeySource string   `json:"origin_key_source"`
 }
 
 func (s *Server) handleStatus(c *gin.Context) error {
@@ -60,6 +69,9 @@ func (s *Server) status(pieces bool) status {
 		}
 		if e := st.lastErr.Load(); e != nil {
 			fs.Error = *e
+		}
+		if r := st.refused.Load(); r != nil {
+			fs.RefusedInfo = *r
 		}
 		byPath[p] = fs
 	}
@@ -119,5 +131,6 @@ func (s *Server) status(pieces bool) status {
 	cs := s.cache.Stats()
 	out.Cache.Bytes, out.Cache.Capacity, out.Cache.Entries, out.Cache.Evictions = cs.Bytes, cs.Capacity, cs.Entries, cs.Evictions
 	out.BTPort = s.swarm.Port()
+	out.OriginKeys, out.OriginKeySource = s.tracker.trust.state()
 	return out
 }

@@ -35,10 +35,14 @@ func (s *Server) handleStream(c *gin.Context) error {
 			return s.serveCached(c, cached)
 		}
 	}
-	info, err := s.tracker.fileInfo(ctx, p)
+	info, err := s.lookup(ctx, p)
 	switch {
 	case errors.Is(err, errUnknownFile):
 		return s.passThrough(c, p)
+	case errors.Is(err, errUntrusted):
+		// Info the origin did not sign says nothing about the bytes; the
+		// origin alone still plays (and /v1/status says why).
+		return s.serveOrigin(c, p, nil)
 	case err != nil && hit:
 		// The tracker is away: keep going with the info the cache kept and
 		// the peers the swarm already knows.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,12 +23,19 @@ var errUnknownFile = errors.New("file not registered with the tracker")
 type trackerClient struct {
 	base   string
 	client *http.Client
+	trust  *trust
 }
 
 // lookupTimeout bounds a tracker lookup: the player is waiting.
 const lookupTimeout = 3 * time.Second
 
-// fileInfo fetches and validates a file's info, with its current peers.
+// maxInfoAnswer bounds a file-info answer: the tracker accepts
+// registrations of up to 8 MiB, and the peers it adds are a few KiB.
+// (encoding/json bounds the nesting itself.)
+const maxInfoAnswer = 9 << 20
+
+// fileInfo fetches and validates a file's info, with its current peers,
+// and checks the origin's signature over it.
 func (tc *trackerClient) fileInfo(ctx context.Context, path string) (*fileinfo.Info, error) {
 	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	defer cancel()
@@ -48,14 +56,19 @@ func (tc *trackerClient) fileInfo(ctx context.Context, path string) (*fileinfo.I
 		return nil, fmt.Errorf("tracker lookup %s: tracker answered %s", path, resp.Status)
 	}
 	var fi fileinfo.Info
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&fi); err != nil {
-		return nil, fmt.Errorf("tracker lookup %s: decode: %w", path, err)
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxInfoAnswer)).Decode(&fi); err != nil {
+		return nil, fmt.Errorf("tracker lookup %s: %w: decode: %w", path, errUntrusted, err)
 	}
 	if err := fi.Validate(); err != nil {
-		return nil, fmt.Errorf("tracker lookup %s: %w", path, err)
+		return nil, fmt.Errorf("tracker lookup %s: %w: %w", path, errUntrusted, err)
 	}
 	if fi.Path != path {
-		return nil, fmt.Errorf("tracker lookup %s: answered for %q", path, fi.Path)
+		return nil, fmt.Errorf("tracker lookup %s: %w: answered for %q", path, errUntrusted, fi.Path)
+	}
+	// Only the origin says what a file's bytes are: the tracker, or
+	// anyone between it and us, can only pass its signature on.
+	if err := tc.trust.verify(ctx, &fi); err != nil {
+		return nil, fmt.Errorf("tracker lookup %s: %w", path, err)
 	}
 	return &fi, nil
 }
@@ -65,9 +78,13 @@ func (tc *trackerClient) fileInfo(ctx context.Context, path string) (*fileinfo.I
 type reporter struct {
 	targets []string
 	client  *http.Client
-	log     *slog.Logger
-	wg      *sync.WaitGroup
-	ctx     context.Context
+	// origin, user and token: reports to the origin carry the user's
+	// credential, if any, so that they count as that user's (see
+	// fileinfo.ReportUserHeader); the tracker never sees it.
+	origin, user, token string
+	log                 *slog.Logger
+	wg                  *sync.WaitGroup
+	ctx                 context.Context
 
 	mu   sync.Mutex
 	last map[[2]string]time.Time
@@ -110,6 +127,10 @@ func (r *reporter) post(ctx context.Context, url string, body []byte) error {
 		return fmt.Errorf("post %s: %w", url, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if r.user != "" && strings.HasPrefix(url, r.origin+"/") {
+		req.Header.Set(fileinfo.ReportUserHeader, r.user)
+		req.Header.Set("Authorization", "Bearer "+r.token)
+	}
 	resp, err := r.client.Do(req)
 	if err != nil {
 		return fmt.Errorf("post %s: %w", url, err)

@@ -88,7 +88,10 @@ func TestRegisterAndGet(t *testing.T) {
 		})
 	}
 
-	st, b := do(t, "GET", tr.URL+"/v1/files", "", nil)
+	if st, b := do(t, "GET", tr.URL+"/v1/files", "", nil); st != http.StatusUnauthorized {
+		t.Fatalf("list without the token: %d %s", st, b)
+	}
+	st, b := do(t, "GET", tr.URL+"/v1/files", testToken, nil)
 	var all []fileinfo.Info
 	if err := json.Unmarshal(b, &all); st != http.StatusOK || err != nil || len(all) != 1 || all[0].Path != good.Path {
 		t.Fatalf("list: %d %v %s", st, err, b)

@@ -111,7 +111,9 @@ func (s *Server) routes() http.Handler {
 	auth := httpapi.Handle(s.requireToken)
 
 	e.POST("/v1/files", auth, httpapi.Handle(s.postFile))
-	e.GET("/v1/files", httpapi.Handle(s.listFiles))
+	// The whole list only for the origin's token: it tells anyone what
+	// there is to watch (the origin's catalog stays public).
+	e.GET("/v1/files", auth, httpapi.Handle(s.listFiles))
 	e.GET("/v1/files/*path", httpapi.Handle(s.getFile))
 	e.GET("/v1/torrents/*path", httpapi.Handle(s.getTorrent))
 

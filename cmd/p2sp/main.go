@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/p2sp/p2sp/demo"
+	"github.com/p2sp/p2sp/internal/fileinfo"
 	"github.com/p2sp/p2sp/origin"
 	"github.com/p2sp/p2sp/proxy"
 	"github.com/p2sp/p2sp/tracker"
@@ -69,7 +70,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fs.StringVar(&cfg.PublicURL, "public-url", "", "base URL proxies reach this origin at (default: http://LISTEN)")
 		fs.Int64Var(&cfg.RateLimit, "rate-limit", 0, "cap on total egress in bytes per second (0: none)")
 		fs.DurationVar(&cfg.ScanInterval, "scan-interval", 2*time.Second, "how often the media directory is rescanned")
-		fs.StringVar(&cfg.DataDir, "data-dir", "", "directory of the users' credentials and lists (default: none, lists off)")
+		fs.StringVar(&cfg.DataDir, "data-dir", "", "directory of the users' credentials and lists, and of the signing key (default: none, lists off)")
+		fs.StringVar(&cfg.KeyFile, "key-file", "", "Ed25519 key (PKCS #8 PEM) file info is signed with, created if missing (default: DATA-DIR/"+origin.KeyFileName+")")
 		start = func() error { cfg.Token = os.Getenv("P2SP_TOKEN"); return origin.Run(ctx, cfg) }
 	case "tracker":
 		var cfg tracker.Config
@@ -85,6 +87,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8090", "players' HTTP listen address (loopback by default)")
 		fs.StringVar(&cfg.TrackerURL, "tracker", "", "tracker base URL (required)")
 		fs.StringVar(&cfg.OriginURL, "origin", "", "origin base URL, the only one media is fetched from (required)")
+		fs.Func("origin-key", "public key (base64 or hex, from the origin's /v1/key) of an origin whose signed file info is trusted; repeatable (default: the --origin's own, fetched once and pinned in the cache dir)", func(v string) error {
+			k, err := fileinfo.ParseKey(v)
+			if err == nil {
+				cfg.OriginKeys = append(cfg.OriginKeys, k)
+			}
+			return err
+		})
 		fs.StringVar(&cfg.CacheDir, "cache-dir", "", "cache directory (required)")
 		fs.StringVar(&size, "cache-size", "1GiB", "cache size, e.g. 500MB, 1GiB")
 		fs.StringVar(&cfg.BTListen, "bt-listen", ":0", "BitTorrent listen address (port 0: a free one)")
@@ -187,7 +196,7 @@ func runDemo(ctx context.Context, cfg demo.Config, stdout io.Writer) error {
 	}
 	defer c.Close()
 	fmt.Fprintf(stdout, "\np2sp demo is running (Ctrl-C to stop)\n\n")
-	fmt.Fprintf(stdout, "  tracker  %s/v1/files\n", c.Tracker.URL)
+	fmt.Fprintf(stdout, "  tracker  %s/v1/files/%s\n", c.Tracker.URL, demo.SampleName)
 	fmt.Fprintf(stdout, "  origin   %s/v1/catalog\n", c.Origin.URL)
 	for _, p := range c.Proxies {
 		fmt.Fprintf(stdout, "  %-8s %s/v1/status\n", p.Name, p.URL)

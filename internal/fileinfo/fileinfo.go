@@ -39,6 +39,9 @@ type Info struct {
 	// Origins are the base URLs ("http://host:port") of origins that serve
 	// the file at /files/{Path}.
 	Origins []string `json:"origins"`
+	// Signature is the origin's Ed25519 signature over SignedBytes: the
+	// tracker stores and returns it, but only the origin can make it.
+	Signature []byte `json:"signature,omitempty"`
 	// Peers is filled in by the tracker's answers only.
 	Peers []Peer `json:"peers,omitempty"`
 }

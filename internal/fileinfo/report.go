@@ -19,6 +19,11 @@ const (
 	ReportHashMismatch = "hash_mismatch"
 )
 
+// ReportUserHeader names the user whose token a report's "Authorization:
+// Bearer" carries, when the proxy has a user: the origin counts a report
+// that names no piece towards a whole-file rehash only from users.
+const ReportUserHeader = "X-P2SP-User"
+
 const (
 	// MaxReportBody bounds the JSON body of one report.
 	MaxReportBody = 16 << 10

@@ -9,3 +9,10 @@
 // the proxy fetches from the origin itself (see the notes: the web-seed
 // timer makes a cold start take five seconds).
 package swarm
+
+//
+// Announces are the swarm's own too (announce.go): the library's HTTP
+// tracker client reads a whole answer with no limit, decodes it with no
+// depth limit and skips certificate checks. The swarm keeps one HTTP client,
+// reads at most 2 MiB of an answer and decodes it with a bounded decoder
+// (bencode.go) that builds nothing but the peers it returns.

@@ -6,15 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
+	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/anacrolix/torrent/storage"
-	"github.com/anacrolix/torrent/tracker"
-	trhttp "github.com/anacrolix/torrent/tracker/http"
 	"github.com/anacrolix/torrent/types"
 
 	"github.com/p2sp/p2sp/internal/fileinfo"
@@ -31,11 +29,16 @@ type Config struct {
 	DataDir string
 	// Logger receives the library's warnings and errors.
 	Logger *slog.Logger
+	// HTTPClient makes the announces; nil makes one of the swarm's own.
+	// It must verify certificates (the library's announce client does
+	// not, which is one reason the swarm announces itself).
+	HTTPClient *http.Client
 }
 
 // Swarm is a running BitTorrent client.
 type Swarm struct {
 	cl *torrent.Client
+	hc *http.Client
 }
 
 // New starts the client, listening on cfg.Listen over TCP only.
@@ -71,7 +74,11 @@ func New(cfg Config) (*Swarm, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start bittorrent client on %s: %w", cfg.Listen, err)
 	}
-	return &Swarm{cl: cl}, nil
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = newHTTPClient()
+	}
+	return &Swarm{cl: cl, hc: hc}, nil
 }
 
 // Close stops the client and every torrent in it.
@@ -209,41 +216,23 @@ func statsOf(peers int, pc *torrent.ConnStats) Stats {
 // InfoHash is the torrent's hex infohash.
 func (t *Torrent) InfoHash() string { return t.t.InfoHash().HexString() }
 
-// Announce events.
-const (
-	EventNone      = tracker.None
-	EventStarted   = tracker.Started
-	EventCompleted = tracker.Completed
-	EventStopped   = tracker.Stopped
-)
-
 // Announce tells the tracker at announceURL that this client takes part in
 // t's swarm, connects to the peers it answers with, and returns the
-// interval it asks for.
-func (s *Swarm) Announce(ctx context.Context, t *Torrent, announceURL string, event tracker.AnnounceEvent) (time.Duration, error) {
-	u, err := url.Parse(announceURL)
-	if err != nil {
-		return 0, fmt.Errorf("announce URL %q: %w", announceURL, err)
-	}
-	cl := trhttp.NewClient(u, trhttp.NewClientOpts{AllowKeepAlive: true})
-	defer cl.Close()
+// interval it asks for. The answer is decoded within bounds (announce.go):
+// whoever answers, it costs at most a few MiB.
+func (s *Swarm) Announce(ctx context.Context, t *Torrent, announceURL string, event Event) (time.Duration, error) {
 	st := t.t.Stats()
-	resp, err := cl.Announce(ctx, tracker.AnnounceRequest{
-		InfoHash: t.t.InfoHash(),
-		PeerId:   s.cl.PeerID(),
-		Port:     uint16(s.Port()),
-		Left:     t.t.BytesMissing(),
-		Uploaded: st.BytesWrittenData.Int64(),
-		Event:    event,
-		NumWant:  -1,
-	}, trhttp.AnnounceOpt{})
+	a, err := announce(ctx, s.hc, announceURL, &announceRequest{
+		infoHash: t.t.InfoHash(),
+		peerID:   s.cl.PeerID(),
+		port:     s.Port(),
+		uploaded: st.BytesWrittenData.Int64(),
+		left:     t.t.BytesMissing(),
+		event:    event,
+	})
 	if err != nil {
-		return 0, fmt.Errorf("announce %s to %s: %w", t.InfoHash(), u.Host, err)
+		return 0, fmt.Errorf("announce %s to %s: %w", t.InfoHash(), announceURL, err)
 	}
-	peers := make([]fileinfo.Peer, 0, len(resp.Peers))
-	for _, p := range resp.Peers {
-		peers = append(peers, fileinfo.Peer{IP: p.IP.String(), Port: p.Port})
-	}
-	t.AddPeers(peers)
-	return time.Duration(resp.Interval) * time.Second, nil
+	t.AddPeers(a.peers)
+	return a.interval, nil
 }
