@@ -3,11 +3,13 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
 	"path"
 	"sync"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -109,9 +111,9 @@ func (s *Server) serveCold(c *gin.Context, p string, off, n int64) error {
 	if !s.cacheBroken() {
 		cr.keep = s.staging.file(p, meta)
 	}
-	s.wg.Go(cr.settle)
-	var first *originBody
 	firstEnd := min(off+n, meta.Size)
+	s.wg.Go(func() { cr.settle(firstEnd) })
+	var first *originBody
 	if body != nil {
 		first = cr.originBody(body, off)
 	}
@@ -146,7 +148,7 @@ type coldRequest struct {
 	keep  *stagedFile
 	stats *fileStats
 
-	done  chan struct{} // closed when the response has ended
+	done chan struct{} // closed when the response has ended
 
 	mu       sync.Mutex
 	entries  []*cache.Entry // to release when the request ends
@@ -174,6 +176,13 @@ func (cr *coldRequest) open(ctx context.Context, off, n int64) (io.Reader, error
 	if err != nil && ctx.Err() != nil {
 		return nil, err
 	}
+	if err == nil && !cr.matches(info) {
+		// Under the registered hashes these bytes would not verify, and
+		// other sources hold the registered version: rather than mix, the
+		// response ends here, and the origin is told to rehash.
+		cr.mismatch()
+		return nil, fmt.Errorf("%s: the origin serves another version than the one registered", cr.p)
+	}
 	if f := cr.file(info, err); f != nil {
 		return f.newReader(ctx, off, n), nil
 	}
@@ -185,6 +194,11 @@ func (cr *coldRequest) open(ctx context.Context, off, n int64) (io.Reader, error
 		return nil, err
 	}
 	return cr.originBody(body, off), nil
+}
+
+func (cr *coldRequest) mismatch() {
+	cr.s.reports.send(fileinfo.Report{Kind: fileinfo.ReportHashMismatch, Path: cr.p,
+		Detail: fmt.Sprintf("origin serves size %d, ETag %s, unlike the registered version", cr.meta.Size, cr.meta.ETag)})
 }
 
 // file returns the open file for the tracker's answer, nil when there is
@@ -233,14 +247,33 @@ func (cr *coldRequest) release() {
 // the response; once the response has ended, what it staged enters the
 // cache (verified piece by piece) and the swarm. For a file the tracker
 // does not know yet it waits for the registration instead.
-func (cr *coldRequest) settle() {
+//
+// Meanwhile, when the tracker named peers, the file gets a playhead where
+// the origin request ends, where the player reads next: the peers are
+// asked for what follows while the response lasts and for most of a peer
+// grace period after, short of the point where the scheduler would turn
+// to the origin for it. With no peers to ask it would only fetch from the
+// origin what nobody asked for yet.
+func (cr *coldRequest) settle(next int64) {
 	s := cr.s
 	info, err := cr.l.wait(s.ctx)
 	f := cr.file(info, err)
+	linger := f != nil && len(info.Peers) > 0 && next < info.Size
+	if linger {
+		r := f.newReader(s.ctx, next, info.Size-next)
+		defer r.Close()
+	}
 	select {
 	case <-cr.done:
 	case <-s.ctx.Done():
 		return
+	}
+	if linger {
+		select {
+		case <-time.After(s.cfg.PeerGrace * 3 / 4):
+		case <-s.ctx.Done():
+			return
+		}
 	}
 	switch {
 	case errors.Is(err, errUnknownFile):
@@ -249,6 +282,9 @@ func (cr *coldRequest) settle() {
 	case cr.keep == nil:
 		return
 	case f == nil:
+		if err == nil && !cr.matches(info) {
+			cr.mismatch()
+		}
 		s.staging.drop(cr.p, cr.keep)
 		return
 	}
