@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -68,7 +66,7 @@ func TestColdRequestDoesNotWaitForTracker(t *testing.T) {
 		}
 	}
 	t.Cleanup(release)
-	p := startProxy(t, proxy.Config{TrackerURL: relay.URL, OriginURL: c.Origin.URL, CacheDir: t.TempDir(), BTListen: "127.0.0.1:0"})
+	p := startTestProxy(t, c, proxy.Config{TrackerURL: relay.URL}).URL
 
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
@@ -122,29 +120,4 @@ func TestColdRequestDoesNotWaitForTracker(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// startProxy runs a proxy of the test's own configuration on loopback and
-// returns its base URL.
-func startProxy(t *testing.T, cfg proxy.Config) string {
-	t.Helper()
-	cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	s, err := proxy.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		s.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		s.Close()
-	})
-	return "http://" + ln.Addr().String()
 }
