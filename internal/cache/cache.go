@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -62,8 +61,6 @@ type Cache struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	kick   chan struct{}
-	// bufBytes is the size of every entry's piece buffers (buffers.go).
-	bufBytes atomic.Int64
 
 	mu sync.Mutex
 	// lru maps lower-case infohash to entry, least recently used first. It

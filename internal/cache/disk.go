@@ -111,7 +111,6 @@ func writeFileAtomic(name string, b []byte, mtime time.Time) error {
 // destroy closes and deletes the files of an entry that left the index and
 // that nobody has pinned.
 func (e *Entry) destroy() {
-	e.dropBuffers()
 	e.fileMu.Lock()
 	dir := e.dir
 	e.dir = ""
@@ -246,9 +245,6 @@ func (c *Cache) verifyEntry(ctx context.Context, info *fileinfo.Info, dir string
 		}
 	}
 	e := newEntry(c, info, info.InfoHash, dir, f)
-	for i := range e.onDisk {
-		e.onDisk[i] = true // an earlier run may have left chunks anywhere
-	}
 	n := info.NumPieces()
 
 	bits, err := os.ReadFile(filepath.Join(dir, piecesName))

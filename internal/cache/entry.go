@@ -37,12 +37,6 @@ type Entry struct {
 	// pieceMu serializes writing and sealing a piece, so that a peer's
 	// WriteAt can never land between WritePiece's write and its seal.
 	pieceMu [pieceStripes]sync.RWMutex
-	// bufs holds pieces in memory while peers deliver them and just after
-	// (buffers.go).
-	bufs buffers
-	// onDisk[i]: bytes of unsealed piece i may be on disk, so a buffer for
-	// it starts from the disk, not zeros. Guarded by the piece's lock.
-	onDisk []bool
 
 	// Guarded by c.mu.
 	pins    int
@@ -78,7 +72,6 @@ func newEntry(c *Cache, info *fileinfo.Info, ih, dir string, f *os.File) *Entry 
 		paths:   []string{info.Path},
 		dir:     dir,
 		bits:    make([]byte, (n+7)/8),
-		onDisk:  make([]bool, n),
 		changed: make(chan struct{}),
 	}
 }
@@ -189,9 +182,6 @@ func (e *Entry) Wait(ctx context.Context, piece int) error {
 // ReadAt reads the data file. Callers read only verified pieces: other
 // bytes may be zeros or a peer's unverified chunks.
 func (e *Entry) ReadAt(p []byte, off int64) (int, error) {
-	if n, ok := e.readSealed(p, off); ok {
-		return n, nil
-	}
 	return e.f.ReadAt(p, off)
 }
 
@@ -242,7 +232,6 @@ func (e *Entry) WritePiece(piece int, data []byte) error {
 	if _, err := e.f.WriteAt(data, off); err != nil {
 		return fmt.Errorf("cache: write %s piece %d: %w", e.info.Path, piece, err)
 	}
-	e.dropBuffer(piece) // a peer's chunks, now beside the point
 	e.seal(piece)
 	return nil
 }

@@ -56,64 +56,41 @@ type piece struct {
 	off int64
 }
 
-// ReadAt reads the piece, under its read lock so that the client never
-// hashes a piece halfway through WritePiece: from its buffer when it has
-// one; a sealed piece read in chunks (a peer's requests) is read whole
-// into memory once.
+// ReadAt reads the data file, under the piece's read lock so that the
+// client never hashes a piece halfway through WritePiece.
 func (p piece) ReadAt(b []byte, off int64) (int, error) {
 	mu := p.e.pieceLock(p.i)
 	mu.RLock()
 	defer mu.RUnlock()
-	pb, _ := p.e.bufferFor(p.i)
-	if pb == nil && int64(len(b)) < p.length() && p.e.Have(p.i) {
-		pb = p.e.newBuffer(p.i, true)
-	}
-	if pb != nil {
-		if off >= int64(len(pb.b)) {
-			return 0, io.EOF
-		}
-		n := copy(b, pb.b[off:])
-		if n < len(b) {
-			return n, io.EOF
-		}
-		return n, nil
-	}
 	return p.e.f.ReadAt(b, p.off+off)
 }
 
-// WriteTo hands the whole piece to the client's hash in one write.
+// WriteTo hands the whole piece to the client's hash: one read into a
+// reused buffer, where the client's own loop would read it in small ones.
 func (p piece) WriteTo(w io.Writer) (int64, error) {
-	mu := p.e.pieceLock(p.i)
-	mu.RLock()
-	defer mu.RUnlock()
-	if pb, _ := p.e.bufferFor(p.i); pb != nil {
-		n, err := w.Write(pb.b)
-		return int64(n), err
-	}
+	_, n := p.e.info.PieceBounds(p.i)
 	bp := hashBufs.Get().(*[]byte)
 	defer hashBufs.Put(bp)
-	if int64(cap(*bp)) < p.length() {
-		*bp = make([]byte, p.length())
+	if int64(cap(*bp)) < n {
+		*bp = make([]byte, n)
 	}
-	b := (*bp)[:p.length()]
-	if _, err := p.e.f.ReadAt(b, p.off); err != nil {
+	b := (*bp)[:n]
+	mu := p.e.pieceLock(p.i)
+	mu.RLock()
+	_, err := p.e.f.ReadAt(b, p.off)
+	mu.RUnlock()
+	if err != nil {
 		return 0, fmt.Errorf("cache: read %s piece %d: %w", p.e.info.Path, p.i, err)
 	}
-	n, err := w.Write(b)
-	return int64(n), err
+	k, err := w.Write(b)
+	return int64(k), err
 }
 
-// hashBufs are WriteTo's buffers for pieces without one of their own.
+// hashBufs are WriteTo's buffers.
 var hashBufs = sync.Pool{New: func() any { return new([]byte) }}
 
-func (p piece) length() int64 {
-	_, n := p.e.info.PieceBounds(p.i)
-	return n
-}
-
-// WriteAt writes a peer's chunk, into the piece's buffer when there is room
-// for one, unless the piece is sealed: then the bytes are dropped, so a
-// late or hostile chunk can never overwrite verified data.
+// WriteAt writes a peer's chunk, unless the piece is sealed: then the bytes
+// are dropped, so a late or hostile chunk can never overwrite verified data.
 func (p piece) WriteAt(b []byte, off int64) (int, error) {
 	mu := p.e.pieceLock(p.i)
 	mu.Lock()
@@ -121,37 +98,21 @@ func (p piece) WriteAt(b []byte, off int64) (int, error) {
 	if p.e.Have(p.i) {
 		return len(b), nil
 	}
-	pb, _ := p.e.bufferFor(p.i)
-	if pb == nil {
-		pb = p.e.newBuffer(p.i, false)
-	}
-	if pb != nil {
-		return copy(pb.b[off:], b), nil
-	}
-	p.e.onDisk[p.i] = true
 	return p.e.f.WriteAt(b, p.off+off)
 }
 
-// MarkComplete writes the piece's buffer and seals the piece: the client
-// has checked its SHA-1.
+// MarkComplete seals the piece: the client has checked its SHA-1.
 func (p piece) MarkComplete() error {
 	mu := p.e.pieceLock(p.i)
 	mu.Lock()
 	defer mu.Unlock()
-	if p.e.Have(p.i) {
-		return nil
-	}
-	if err := p.e.flushBuffer(p.i); err != nil {
-		return err
-	}
 	p.e.seal(p.i)
 	return nil
 }
 
 // MarkNotComplete does nothing: only sealed pieces are ever marked, and a
 // sealed piece stays sealed (the client calls this after a failed hash,
-// which may race with WritePiece sealing the piece from the origin). A
-// buffer keeps its chunks: the client may count on those it wrote.
+// which may race with WritePiece sealing the piece from the origin).
 func (p piece) MarkNotComplete() error { return nil }
 
 // Completion reports the piece's bit; the cache always knows it.
