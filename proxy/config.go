@@ -93,9 +93,14 @@ func (c Config) withDefaults() (Config, error) {
 		c.Registry = metrics.NewRegistry()
 	}
 	if c.HTTPClient == nil {
+		// One transport for origin and tracker, keep-alive: a cold request
+		// reuses a warm connection instead of opening one. Media is not
+		// worth compressing, and a gzip body would defeat range checks.
 		c.HTTPClient = &http.Client{Transport: &http.Transport{
 			Proxy:                 nil,
+			MaxIdleConns:          64,
 			MaxIdleConnsPerHost:   16,
+			DisableCompression:    true,
 			IdleConnTimeout:       90 * time.Second,
 			ResponseHeaderTimeout: 10 * time.Second,
 		}}

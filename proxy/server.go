@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -113,6 +114,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.wg.Go(s.announceLoop)
+	s.wg.Go(s.warmUp)
 	// Seed what the cache already holds.
 	for _, e := range s.cache.Entries() {
 		if e.HaveCount() == 0 {
@@ -125,6 +127,31 @@ func New(cfg Config) (*Server, error) {
 	s.metrics.SetState(s.metricsState)
 	s.health.SetReady(s.ready)
 	return s, nil
+}
+
+// warmUp opens a connection to the origin and to the tracker before any
+// player asks, so that the first cold request finds them in the client's
+// idle pool: a proxy that has talked to them costs no handshake.
+func (s *Server) warmUp() {
+	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, base := range []string{s.cfg.OriginURL, s.cfg.TrackerURL} {
+		wg.Go(func() {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
+			if err != nil {
+				return
+			}
+			resp, err := s.cfg.HTTPClient.Do(req)
+			if err != nil {
+				s.log.Debug("warm-up", "to", base, "err", err)
+				return
+			}
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+			resp.Body.Close()
+		})
+	}
+	wg.Wait()
 }
 
 // Close stops the background work, the swarm and the cache.
@@ -298,10 +325,11 @@ func (s *Server) lookup(ctx context.Context, p string) (*fileinfo.Info, error) {
 // tracker.
 const revalidateEvery = 30 * time.Second
 
-// revalidate asks the tracker, in the background, whether a complete entry
-// is still the file's current version. A cache hit is served at once and
-// with no network; if the origin has registered new bytes since, the old
-// version leaves the cache, and the next request fetches the new one.
+// revalidate asks the tracker, in the background, whether a cache entry
+// is still the file's current version, and hands its peers to the open
+// torrent. A cache hit, complete or not, is served at once with no round
+// trip; if the origin has registered new bytes since, the old version
+// leaves the cache, and the next request fetches the new one.
 func (s *Server) revalidate(info *fileinfo.Info) {
 	s.mu.Lock()
 	if time.Since(s.revalidated[info.Path]) < revalidateEvery {
@@ -312,13 +340,19 @@ func (s *Server) revalidate(info *fileinfo.Info) {
 	s.mu.Unlock()
 	s.wg.Go(func() {
 		cur, err := s.lookup(s.ctx, info.Path)
-		if err != nil || cur.InfoHash == info.InfoHash {
-			return // unknown, unreachable or current: keep what verified
+		if err != nil {
+			return // unknown, refused or unreachable: keep what verified
 		}
-		s.log.Info("cached version superseded on the origin", "path", info.Path, "old", info.InfoHash, "new", cur.InfoHash)
 		s.mu.Lock()
 		f := s.files[info.InfoHash]
 		s.mu.Unlock()
+		if cur.InfoHash == info.InfoHash {
+			if f != nil {
+				f.torrent.AddPeers(cur.Peers)
+			}
+			return
+		}
+		s.log.Info("cached version superseded on the origin", "path", info.Path, "old", info.InfoHash, "new", cur.InfoHash)
 		if f != nil {
 			s.drop(f, fmt.Errorf("%s was superseded by a new version", info.Path))
 		} else {

@@ -42,3 +42,30 @@ func TestCheckHost(t *testing.T) {
 		}
 	}
 }
+
+func TestColdSpan(t *testing.T) {
+	for _, tc := range []struct {
+		rng    string
+		off, n int64
+		ok     bool
+	}{
+		{"", 0, coldBytes, true},
+		{"bytes=0-", 0, coldBytes, true},
+		{"bytes=100-199", 100, 100, true},
+		{"bytes=24000000-", 24000000, coldBytes, true},
+		{"bytes=0-99999999", 0, coldBytes, true},
+		{"items=0-10", 0, coldBytes, true}, // an unknown unit is ignored: the whole file
+		{"bytes=-500", 0, 0, false},        // needs the size
+		{"bytes=0-1,5-6", 0, 0, false},
+		{"bytes=x", 0, 0, false},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/stream/a.mp4", nil)
+		if tc.rng != "" {
+			r.Header.Set("Range", tc.rng)
+		}
+		off, n, ok := coldSpan(r)
+		if off != tc.off || n != tc.n || ok != tc.ok {
+			t.Errorf("coldSpan(%q) = %d, %d, %v; want %d, %d, %v", tc.rng, off, n, ok, tc.off, tc.n, tc.ok)
+		}
+	}
+}

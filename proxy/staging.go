@@ -164,6 +164,13 @@ func (s *Server) passThrough(c *gin.Context, p string) error {
 	if err != nil {
 		return err
 	}
+	s.adoptLater(p)
+	return nil
+}
+
+// adoptLater reports a file streamed without file info and waits in the
+// background for its registration to adopt what was staged.
+func (s *Server) adoptLater(p string) {
 	s.reports.send(fileinfo.Report{Kind: fileinfo.ReportUnknownFile, Path: p, Detail: "streamed from the origin without file info"})
 	s.staging.mu.Lock()
 	sf := s.staging.files[p]
@@ -175,7 +182,6 @@ func (s *Server) passThrough(c *gin.Context, p string) error {
 	if start {
 		s.wg.Go(func() { s.adopt(p, sf) })
 	}
-	return nil
 }
 
 // adopt polls the tracker until the staged file is registered, then

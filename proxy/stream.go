@@ -19,23 +19,36 @@ import (
 )
 
 // handleStream serves /stream/{path}: a complete cache entry from disk with
-// no network; otherwise the file's torrent, fed by peers and the origin;
-// a file the tracker does not know, from the origin alone.
+// no network; a file whose info the cache holds from its torrent, fed by
+// peers and the origin, with no round trip first; a file the proxy holds
+// nothing of from the origin at once, beside the tracker lookup (see
+// serveCold).
 func (s *Server) handleStream(c *gin.Context) error {
 	p, err := fileinfo.CleanPath(c.Param("path"))
 	if err != nil {
 		return httpapi.Errorf(http.StatusBadRequest, "bad path: %w", err)
 	}
-	ctx := c.Request.Context()
 	cached, hit := s.cache.Lookup(p)
 	if hit {
 		defer cached.Release()
+		// The tracker is asked in the background whether this is still the
+		// file's current version (and for fresh peers).
+		s.revalidate(cached.Info())
 		if cached.Complete() {
-			s.revalidate(cached.Info())
 			return s.serveCached(c, cached)
 		}
+		return s.serveInfo(c, cached.Info())
 	}
-	info, err := s.lookup(ctx, p)
+	if off, n, ok := coldSpan(c.Request); ok && c.Request.Method == http.MethodGet {
+		return s.serveCold(c, p, off, n)
+	}
+	return s.serveLookedUp(c, p)
+}
+
+// serveLookedUp asks the tracker first: for a HEAD, and for ranges whose
+// offset needs the file's size.
+func (s *Server) serveLookedUp(c *gin.Context, p string) error {
+	info, err := s.lookup(c.Request.Context(), p)
 	switch {
 	case errors.Is(err, errUnknownFile):
 		return s.passThrough(c, p)
@@ -43,16 +56,17 @@ func (s *Server) handleStream(c *gin.Context) error {
 		// Info the origin did not sign says nothing about the bytes; the
 		// origin alone still plays (and /v1/status says why).
 		return s.serveOrigin(c, p, nil)
-	case err != nil && hit:
-		// The tracker is away: keep going with the info the cache kept and
-		// the peers the swarm already knows.
-		s.log.Warn("tracker lookup failed, using cached info", "path", p, "err", err)
-		info = cached.Info()
 	case err != nil:
 		// No tracker and nothing cached: the origin alone still plays.
 		s.log.Warn("tracker lookup failed, streaming from the origin alone", "path", p, "err", err)
 		return s.serveOrigin(c, p, nil)
 	}
+	return s.serveInfo(c, info)
+}
+
+// serveInfo serves a file whose info is known through its torrent.
+func (s *Server) serveInfo(c *gin.Context, info *fileinfo.Info) error {
+	p := info.Path
 	if s.cacheBroken() {
 		return s.serveOrigin(c, p, nil)
 	}

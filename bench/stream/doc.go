@@ -10,6 +10,7 @@
 //
 //	bench/stream.sh          # the full benchmark, a few minutes
 //	bench/stream.sh -quick   # smaller files, a fast check
+//	bench/stream.sh -wan     # origin and tracker 50 ms away (toxiproxy), peers beside aria2c
 //
 // Progress goes to stderr, the table to stdout. It asserts nothing about
 // speed: a row that misses its target says FAIL, and the exit status is

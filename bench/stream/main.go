@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -21,6 +22,10 @@ import (
 type options struct {
 	p2sp  string
 	quick bool
+	// wan runs the WAN table instead: origin and tracker behind toxiproxy
+	// relays, and peers beside aria2c.
+	wan       bool
+	toxiproxy string
 }
 
 // Sizes and targets of the benchmark (issue 5).
@@ -43,6 +48,8 @@ func main() {
 	var o options
 	flag.StringVar(&o.p2sp, "p2sp", "", "path of the built p2sp binary (required; bench/stream.sh builds it)")
 	flag.BoolVar(&o.quick, "quick", false, "smaller files (32 MiB peer file, 128 MiB RSS file) for a fast check")
+	flag.BoolVar(&o.wan, "wan", false, "the WAN table: origin and tracker 50 ms away behind toxiproxy, peers beside aria2c")
+	flag.StringVar(&o.toxiproxy, "toxiproxy", defaultToxiproxy(), "toxiproxy's server binary (go install github.com/Shopify/toxiproxy/v2/cmd/server@v2.5.0)")
 	flag.Parse()
 	if o.p2sp == "" {
 		fmt.Fprintln(os.Stderr, "stream: -p2sp is required (run bench/stream.sh)")
@@ -97,6 +104,13 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if o.quick {
 		peerSize, rssSize = 32<<20, 128<<20
 	}
+	if o.wan {
+		err := b.runWAN(ctx, stdout, peerSize)
+		b.progress("done in %s", time.Since(b.start).Round(100*time.Millisecond))
+		fmt.Fprintf(stdout, "- Run: -wan, %s, %d CPUs, %s/%s, took %s. MB = 10^6 bytes.\n",
+			runtime.Version(), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, time.Since(b.start).Round(100*time.Millisecond))
+		return err
+	}
 	var (
 		rows    []row
 		details []string
@@ -139,6 +153,19 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "- Error: %v\n", err)
 	}
 	return errors.Join(errs...)
+}
+
+// defaultToxiproxy is where `go install` puts toxiproxy's server.
+func defaultToxiproxy() string {
+	if p, err := exec.LookPath("toxiproxy-server"); err == nil {
+		return p
+	}
+	gopath := os.Getenv("GOPATH")
+	if gopath == "" {
+		home, _ := os.UserHomeDir()
+		gopath = filepath.Join(home, "go")
+	}
+	return filepath.Join(gopath, "bin", "server")
 }
 
 // progress prints a line to stderr with the time since the start.

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"sync"
 
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/anacrolix/torrent/storage"
@@ -62,6 +64,30 @@ func (p piece) ReadAt(b []byte, off int64) (int, error) {
 	defer mu.RUnlock()
 	return p.e.f.ReadAt(b, p.off+off)
 }
+
+// WriteTo hands the whole piece to the client's hash: one read into a
+// reused buffer, where the client's own loop would read it in small ones.
+func (p piece) WriteTo(w io.Writer) (int64, error) {
+	_, n := p.e.info.PieceBounds(p.i)
+	bp := hashBufs.Get().(*[]byte)
+	defer hashBufs.Put(bp)
+	if int64(cap(*bp)) < n {
+		*bp = make([]byte, n)
+	}
+	b := (*bp)[:n]
+	mu := p.e.pieceLock(p.i)
+	mu.RLock()
+	_, err := p.e.f.ReadAt(b, p.off)
+	mu.RUnlock()
+	if err != nil {
+		return 0, fmt.Errorf("cache: read %s piece %d: %w", p.e.info.Path, p.i, err)
+	}
+	k, err := w.Write(b)
+	return int64(k), err
+}
+
+// hashBufs are WriteTo's buffers.
+var hashBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // WriteAt writes a peer's chunk, unless the piece is sealed: then the bytes
 // are dropped, so a late or hostile chunk can never overwrite verified data.

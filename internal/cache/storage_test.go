@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"context"
+	"crypto/sha1"
 	"log/slog"
 	"testing"
 	"time"
@@ -165,5 +166,77 @@ func TestSwarmThroughCache(t *testing.T) {
 	}
 	if !bytes.Equal(readAll(t, le), data) {
 		t.Fatal("the leecher's cached bytes differ from the seeder's file")
+	}
+}
+
+// TestPieceChunks: pieces a peer delivers in chunks, many at once and
+// interleaved, hash whole (WriteTo) before they are marked complete, and
+// read back the same, also after a restart.
+func TestPieceChunks(t *testing.T) {
+	info, data := randomFile(t, "films/b.mp4", 8<<20, 602)
+	dir := t.TempDir()
+	c := openCache(t, dir, 100<<20, nil)
+	e, err := c.Create(info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dict := info.InfoDict()
+	ih, _ := info.ComputeInfoHash()
+	ti, err := c.OpenTorrent(t.Context(), &dict, ih)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := storage.Torrent{TorrentImpl: ti}
+	piece := func(i int) storage.Piece { return st.Piece(dict.Piece(i)) }
+	const chunk = 16 << 10
+	n := info.NumPieces()
+	// Every piece but the last half-written, interleaved, then finished.
+	for half := range 2 {
+		for i := range n - 1 {
+			want := pieceOf(info, data, i)
+			for off := half * len(want) / 2; off < (half+1)*len(want)/2; off += chunk {
+				if _, err := piece(i).WriteAt(want[off:off+chunk], int64(off)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	for i := range n - 1 {
+		h := sha1.New()
+		if _, err := piece(i).WriteTo(h); err != nil {
+			t.Fatal(err)
+		}
+		if [20]byte(h.Sum(nil)) != info.PieceHash(i) {
+			t.Fatalf("piece %d hashes wrong before MarkComplete", i)
+		}
+		if err := piece(i).MarkComplete(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.WritePiece(n-1, pieceOf(info, data, n-1)); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(data))
+	for off := 0; off < len(got); off += chunk {
+		if _, err := e.ReadAt(got[off:off+chunk], int64(off)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("the entry reads other bytes than were written")
+	}
+	e.Release()
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// After a restart, every piece re-verifies from the disk.
+	c2 := openCache(t, dir, 100<<20, nil)
+	e2, ok := c2.Lookup(info.Path)
+	if !ok {
+		t.Fatal("entry gone after a restart")
+	}
+	defer e2.Release()
+	if e2.HaveCount() != n {
+		t.Fatalf("%d of %d pieces verified from disk after a restart", e2.HaveCount(), n)
 	}
 }

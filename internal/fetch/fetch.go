@@ -87,6 +87,59 @@ func (o *Origin) Range(ctx context.Context, path string, off, n, size int64, eta
 	return &exactBody{rc: resp.Body, left: n}, nil
 }
 
+// Get asks for bytes [off, off+n) of whatever version of the file the
+// origin holds now, and returns that version's meta with them: a cold
+// request needs no HEAD first, so its first byte costs one round trip. The
+// body yields exactly the bytes the origin's Content-Range announced (the
+// range clamped to the file's end); it is nil when the range starts past
+// the end (the origin's 416 still tells the size). The caller closes it.
+func (o *Origin) Get(ctx context.Context, path string, off, n int64) (Meta, io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fileinfo.FileURL(o.Base, path), nil)
+	if err != nil {
+		return Meta{}, nil, fmt.Errorf("get %s: %w", path, err)
+	}
+	req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, off+n-1))
+	resp, err := o.Client.Do(req)
+	if err != nil {
+		return Meta{}, nil, fmt.Errorf("get %s from %d: %w", path, off, err)
+	}
+	m := Meta{ETag: resp.Header.Get("ETag"), ContentType: resp.Header.Get("Content-Type")}
+	if t, err := http.ParseTime(resp.Header.Get("Last-Modified")); err == nil {
+		m.ModTime = t
+	}
+	var start, end int64 // the body's bytes, [start, end)
+	switch cr := resp.Header.Get("Content-Range"); resp.StatusCode {
+	case http.StatusPartialContent:
+		var last int64
+		if _, err := fmt.Sscanf(cr, "bytes %d-%d/%d", &start, &last, &m.Size); err != nil || start != off || last < start || last >= off+n || last >= m.Size {
+			err = fmt.Errorf("%w: Content-Range %q to bytes=%d-%d", ErrChanged, cr, off, off+n-1)
+			resp.Body.Close()
+			return Meta{}, nil, fmt.Errorf("get %s: %w", path, err)
+		}
+		end = last + 1
+	case http.StatusOK:
+		// A whole file for a range: usable only from its first byte.
+		if off != 0 || resp.ContentLength < 0 {
+			resp.Body.Close()
+			return Meta{}, nil, fmt.Errorf("get %s: %w: 200 to a range from %d", path, ErrChanged, off)
+		}
+		m.Size, end = resp.ContentLength, min(n, resp.ContentLength)
+	case http.StatusRequestedRangeNotSatisfiable:
+		resp.Body.Close()
+		if _, err := fmt.Sscanf(cr, "bytes */%d", &m.Size); err != nil || m.Size > off {
+			return Meta{}, nil, fmt.Errorf("get %s: 416 with Content-Range %q", path, cr)
+		}
+		return m, nil, nil
+	case http.StatusNotFound:
+		resp.Body.Close()
+		return Meta{}, nil, fmt.Errorf("get %s: %w", path, ErrNotFound)
+	default:
+		resp.Body.Close()
+		return Meta{}, nil, fmt.Errorf("get %s: origin answered %s", path, resp.Status)
+	}
+	return m, &exactBody{rc: resp.Body, left: end - start}, nil
+}
+
 func check(resp *http.Response, etag, want string, off, n, size int64) error {
 	if etag != "" && resp.Header.Get("ETag") != "" && resp.Header.Get("ETag") != etag {
 		return fmt.Errorf("%w: ETag %s, expected %s", ErrChanged, resp.Header.Get("ETag"), etag)

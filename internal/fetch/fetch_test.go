@@ -122,3 +122,66 @@ func TestHead(t *testing.T) {
 		t.Fatalf("Head of a missing file = %v, want ErrNotFound", err)
 	}
 }
+
+func TestGet(t *testing.T) {
+	data := make([]byte, 100000)
+	for i := range data {
+		data[i] = byte(i * 13)
+	}
+	const etag = `"v2"`
+	size := int64(len(data))
+	for _, tc := range []struct {
+		name     string
+		answer   func(w http.ResponseWriter, r *http.Request)
+		off, n   int64
+		wantBody []byte // nil: no body (416)
+		wantErr  error
+	}{
+		{name: "a range", off: 1000, n: 5000, wantBody: data[1000:6000]},
+		{name: "clamped to the end", off: size - 10, n: 100, wantBody: data[size-10:]},
+		{name: "past the end tells the size", off: size + 5, n: 10},
+		{name: "whole file from the start", off: 0, n: 10, wantBody: data[:10],
+			answer: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+				w.Write(data)
+			}},
+		{name: "whole file for a later range", off: 10, n: 10, wantErr: ErrChanged,
+			answer: func(w http.ResponseWriter, r *http.Request) { w.Write(data) }},
+		{name: "another range", off: 1000, n: 10, wantErr: ErrChanged,
+			answer: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Range", fmt.Sprintf("bytes 0-9/%d", size))
+				w.WriteHeader(http.StatusPartialContent)
+				w.Write(data[:10])
+			}},
+		{name: "missing", off: 0, n: 10, wantErr: ErrNotFound,
+			answer: func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := origin(t, data, etag, tc.answer)
+			m, body, err := o.Get(context.Background(), "f.bin", tc.off, tc.n)
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("Get = %v, want %v", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Size != size || (tc.wantBody != nil && m.ETag != etag) {
+				t.Fatalf("meta %+v, want size %d and ETag %s", m, size, etag)
+			}
+			if tc.wantBody == nil { // a 416 (whose ETag net/http drops)
+				if body != nil {
+					t.Fatal("a body for a range past the end")
+				}
+				return
+			}
+			defer body.Close()
+			got, err := io.ReadAll(body)
+			if err != nil || !bytes.Equal(got, tc.wantBody) {
+				t.Fatalf("%d bytes, %v: not the file's bytes", len(got), err)
+			}
+		})
+	}
+}
