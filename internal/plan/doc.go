@@ -1,0 +1,29 @@
+// Package plan decides, for one file, which source supplies which piece
+// and when: the priorities the swarm gets, the origin ranges to start, and
+// the origin runs to cut short. It is pure: a State in, a Decision out, no
+// goroutines, no I/O, no clock (the time is part of the State).
+//
+// The rules, in the order Plan applies them:
+//
+//   - A piece the proxy holds is wanted from nobody.
+//   - The piece under a new playhead never waits on the swarm: if no
+//     connected peer has it, the origin is asked at once; if one has it,
+//     peers get FirstGrace to deliver it.
+//   - A reader with a pace (a player reading at a bitrate) has a deadline
+//     per piece; the origin takes only the pieces whose deadline is within
+//     Lead and that nobody has delivered. Peers are asked for its
+//     read-ahead window.
+//   - A reader without a pace (a download reading as fast as it can) has no
+//     deadline: the swarm is asked for the rest of the file, and the origin
+//     serves what no connected peer has, rarest first and in an order of
+//     its own per proxy (Seed), so that a crowd's origin fetches add up to
+//     about one copy that the swarm spreads, as a BitTorrent initial
+//     seeder does. Beyond that the origin supplies pieces peers have only
+//     within the proxy's budget: OriginCopies copies of the file shared
+//     among the proxies connected, the operator's trade-off between origin
+//     egress and speed. When connected peers deliver nothing for
+//     PeerStall, the piece the reader waits on goes to the origin.
+//   - A piece the origin fetches is wanted from no peer, and an origin run
+//     stops at the first piece the swarm completed or nobody wants, so no
+//     piece crosses the wire twice.
+package plan
