@@ -36,6 +36,12 @@ type Config struct {
 	StallTimeout time.Duration
 	// Readahead is how many bytes past the playhead are fetched ahead.
 	Readahead int64
+	// OriginCopies is how many copies of a file the proxies in its swarm
+	// together take from the origin for downloads (readers without a
+	// deadline), beyond the pieces no connected peer has: each proxy takes
+	// up to OriginCopies/(peers+1) of the file. Higher is faster and costs
+	// more origin egress.
+	OriginCopies float64
 	// User names the user whose favourites and recent plays the page
 	// shows, and UserToken is that user's credential on the origin (see
 	// origin.AddUser); the page relays list calls to the origin with it.
@@ -73,6 +79,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Readahead == 0 {
 		c.Readahead = 4 << 20
+	}
+	if c.OriginCopies == 0 {
+		c.OriginCopies = 2
+	}
+	if c.OriginCopies < 0 {
+		return c, fmt.Errorf("proxy: origin copies %v is negative", c.OriginCopies)
 	}
 	for name, u := range map[string]*string{"tracker": &c.TrackerURL, "origin": &c.OriginURL} {
 		pu, err := url.Parse(*u)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/p2sp/p2sp/internal/cache"
+	"github.com/p2sp/p2sp/internal/plan"
 	"github.com/p2sp/p2sp/metrics"
 )
 
@@ -19,6 +20,12 @@ type streamReader struct {
 	off, end int64
 	head     int
 	src      string // whom the current piece's bytes count for
+	// start and since are where and when the playhead started; waited is
+	// the time spent waiting for pieces since: what tells a player reading
+	// at its bitrate from a download that reads as fast as it is served.
+	start  int64
+	since  time.Time
+	waited time.Duration
 	// direct streams the rest from the origin once the cache has failed.
 	direct io.ReadCloser
 }
@@ -50,18 +57,26 @@ func (r *streamReader) readDirect(p []byte) (int, error) {
 var _ io.ReadCloser = (*streamReader)(nil)
 
 func (f *file) newReader(ctx context.Context, off, n int64) *streamReader {
-	r := &streamReader{f: f, ctx: ctx, off: off, end: off + n, head: -1}
+	r := &streamReader{f: f, ctx: ctx, off: off, end: off + n, head: -1, start: off, since: time.Now()}
 	r.moveHead(int(off / f.info.PieceLength))
 	return r
 }
+
+// Pace estimation: a reader that spent less than half of at least
+// paceAfter waiting for pieces consumes at its own pace.
+const paceAfter = time.Second
 
 func (r *streamReader) moveHead(i int) {
 	if i == r.head {
 		return
 	}
 	r.head = i
+	pr := plan.Reader{Pos: r.off, Start: r.start, Since: r.since}
+	if took := time.Since(r.since); took >= paceAfter && 2*r.waited < took {
+		pr.Pace = float64(r.off-r.start) / took.Seconds()
+	}
 	r.f.mu.Lock()
-	r.f.heads[r] = r.off
+	r.f.readers[r] = pr
 	r.f.mu.Unlock()
 	r.f.poke()
 }
@@ -89,7 +104,10 @@ func (r *streamReader) Read(p []byte) (int, error) {
 			f.s.served(f.stats, metrics.SourceOrigin, int64(m))
 			return m, nil
 		}
-		if err := r.wait(i, r.off-pOff); err != nil {
+		t0 := time.Now()
+		err := r.wait(i, r.off-pOff)
+		r.waited += time.Since(t0)
+		if err != nil {
 			if errors.Is(err, errCacheWrite) {
 				return r.readDirect(p)
 			}
@@ -148,7 +166,7 @@ func (r *streamReader) Close() error {
 		r.direct.Close()
 	}
 	r.f.mu.Lock()
-	delete(r.f.heads, r)
+	delete(r.f.readers, r)
 	r.f.mu.Unlock()
 	r.f.poke()
 	return nil

@@ -7,8 +7,9 @@
 //
 //   - A piece the proxy holds is wanted from nobody.
 //   - The piece under a new playhead never waits on the swarm: if no
-//     connected peer has it, the origin is asked at once; if one has it,
-//     peers get FirstGrace to deliver it.
+//     connected peer has it, the origin is asked at once; if one has it
+//     (or peers the tracker named are still connecting), peers get
+//     FirstGrace to deliver it.
 //   - A reader with a pace (a player reading at a bitrate) has a deadline
 //     per piece; the origin takes only the pieces whose deadline is within
 //     Lead and that nobody has delivered. Peers are asked for its

@@ -286,7 +286,7 @@ func (d *Decision) urgentCandidates(c *Config, st *State) {
 		if int(r.Start/st.PieceLength) == h {
 			// A new playhead: the first bytes never wait on the swarm.
 			from = h + 1
-			if missing(h) && (st.Avail[h] == 0 || st.Now.Sub(r.Since) >= c.FirstGrace) {
+			if missing(h) && (st.Avail[h] == 0 && !st.Connecting || st.Now.Sub(r.Since) >= c.FirstGrace) {
 				d.addUrgent(h, r.Pos, 0)
 			}
 		}

@@ -90,11 +90,19 @@ func TestPlan(t *testing.T) {
 		},
 		start: []Start{{First: 5, End: 6, Offset: 550, Urgent: true}},
 	}, {
-		name: "the tracker named peers not connected yet: a new playhead still starts at once, nothing else",
+		name: "the tracker named peers not connected yet: a new playhead waits FirstGrace, nothing else starts",
 		setup: func(st *State) {
 			st.Peers, st.Connecting, st.Avail = 0, true, make([]int, 20)
 			st.Have[0] = false
-			st.Readers = []Reader{{Pos: 0, Since: t0}}
+			st.Readers = []Reader{{Pos: 0, Since: t0.Add(-100 * time.Millisecond)}}
+		},
+		prio: map[int]Priority{0: Now, 1: Readahead, 3: Normal},
+	}, {
+		name: "the tracker named peers not connected yet: after FirstGrace the origin takes a new playhead",
+		setup: func(st *State) {
+			st.Peers, st.Connecting, st.Avail = 0, true, make([]int, 20)
+			st.Have[0] = false
+			st.Readers = []Reader{{Pos: 0, Since: t0.Add(-300 * time.Millisecond)}}
 		},
 		start: []Start{{First: 0, End: 3, Offset: 0, Urgent: true}},
 	}, {
