@@ -185,11 +185,11 @@ func (f *file) schedule() {
 		return
 	}
 	now := time.Now()
-	peers := f.torrent.Availability(st.Avail)
+	peers, rank := f.torrent.Availability(st.Avail)
 	if good := f.torrent.Stats().GoodPieces; good != sc.good || (peers > 0 && st.Peers == 0) {
 		sc.good, st.LastPeerData = good, now
 	}
-	st.Now, st.Peers = now, peers
+	st.Now, st.Peers, st.Rank, st.Swarm = now, peers, rank, f.torrent.SwarmSize()
 	st.Connecting = peers == 0 && now.Before(f.peersUntil)
 	for i := range st.Have {
 		st.Have[i] = f.entry.Have(i)

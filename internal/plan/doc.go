@@ -16,13 +16,14 @@
 //     read-ahead window.
 //   - A reader without a pace (a download reading as fast as it can) has no
 //     deadline: the swarm is asked for the rest of the file, and the origin
-//     serves what no connected peer has, rarest first and in an order of
-//     its own per proxy (Seed), so that a crowd's origin fetches add up to
-//     about one copy that the swarm spreads, as a BitTorrent initial
-//     seeder does. Beyond that the origin supplies pieces peers have only
-//     within the proxy's budget: OriginCopies copies of the file shared
-//     among the proxies connected, the operator's trade-off between origin
-//     egress and speed. When connected peers deliver nothing for
+//     serves what no connected peer has: first this proxy's share of it
+//     (pieces split by Rank among proxies connected to each other), then
+//     the rest in an order of its own (Seed), so that a crowd's origin
+//     fetches add up to about one copy that the swarm spreads, as a
+//     BitTorrent initial seeder does. Beyond that the origin supplies the
+//     rarest pieces peers have only within the proxy's budget:
+//     OriginCopies copies of the file shared among the proxies of the
+//     swarm, the operator's trade-off between origin egress and speed. When connected peers deliver nothing for
 //     PeerStall, the piece the reader waits on goes to the origin.
 //   - A piece the origin fetches is wanted from no peer, and an origin run
 //     stops at the first piece the swarm completed or nobody wants, so no

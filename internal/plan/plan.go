@@ -72,9 +72,14 @@ type State struct {
 	Have  []bool
 	Avail []int
 	// Peers is how many peers are connected; Connecting says the tracker
-	// named peers that are not connected yet.
+	// named peers that are not connected yet. Rank is this proxy's place
+	// among the connected peers and itself (0 to Peers), the same order
+	// at every one of them; Swarm is how many proxies the tracker counts
+	// in the swarm, this one included (0: unknown).
 	Peers      int
 	Connecting bool
+	Rank       int
+	Swarm      int
 	// LastPeerData is when peers last delivered data (or when they
 	// connected).
 	LastPeerData time.Time
@@ -345,7 +350,11 @@ func (d *Decision) fillOrigin(c *Config, st *State, free int) {
 			used++
 		}
 	}
-	budget := int(c.OriginCopies * float64(len(st.Have)) / float64(st.Peers+1))
+	budget := int(c.OriginCopies * float64(len(st.Have)) / float64(max(st.Peers+1, st.Swarm)))
+	// Pieces nobody has are split between the proxies connected to each
+	// other by rank: each takes its own share first, then any.
+	ranks := uint64(st.Peers + 1)
+	mine := func(i int) bool { return mix(uint64(i))%ranks == uint64(st.Rank) }
 	runBytes := c.FillRunBytes
 	if noPeers {
 		runBytes = c.MaxRunBytes
@@ -358,7 +367,12 @@ func (d *Decision) fillOrigin(c *Config, st *State, free int) {
 			}
 			key := uint64(i)
 			if !noPeers {
-				key = mix(st.Seed + uint64(i))
+				// Own share of what nobody has first, then this proxy's
+				// shuffle (the top bit orders the two).
+				key = mix(st.Seed+uint64(i)) >> 1
+				if st.Avail[i] == 0 && !mine(i) {
+					key |= 1 << 63
+				}
 			}
 			if best < 0 || st.Avail[i] < bestAvail || st.Avail[i] == bestAvail && key < bestKey {
 				best, bestAvail, bestKey = i, st.Avail[i], key
@@ -368,8 +382,9 @@ func (d *Decision) fillOrigin(c *Config, st *State, free int) {
 			return
 		}
 		absent := bestAvail == 0
+		own := absent && mine(best)
 		end := d.extend(best, runBytes, st, func(i int) bool {
-			return d.fill[i] && (st.Avail[i] == 0) == absent
+			return d.fill[i] && (st.Avail[i] == 0) == absent && (!own || mine(i))
 		})
 		d.Start = append(d.Start, Start{First: best, End: end, Offset: int64(best) * st.PieceLength})
 		used += end - best

@@ -157,24 +157,59 @@ func TestPlan(t *testing.T) {
 			st.Have[0] = true
 		},
 	}, {
-		name: "proxies with different seeds take different pieces from the origin",
+		name: "connected proxies split the pieces nobody has by rank",
 		setup: func(st *State) {
 			st.Avail = make([]int, 20)
 			st.Readers = []Reader{download(0)}
-			st.Have[0] = true
+		},
+		check: func(t *testing.T, st *State, d *Decision) {
+			taken := map[int]int{}
+			for rank := range 4 { // Peers 3: four proxies
+				st.Rank, st.Seed = rank, uint64(rank)*7919
+				Plan(&testConfig, st, d)
+				if len(d.Start) != 2 {
+					t.Fatalf("rank %d: starts %+v, want two fills", rank, d.Start)
+				}
+				for _, s := range d.Start {
+					for i := s.First; i < s.End; i++ {
+						if other, ok := taken[i]; ok {
+							t.Errorf("piece %d taken by ranks %d and %d", i, other, rank)
+						}
+						taken[i] = rank
+					}
+				}
+			}
+		},
+	}, {
+		name: "its share fetched, a proxy takes any piece nobody has, in its own order",
+		setup: func(st *State) {
+			st.Avail = make([]int, 20)
+			st.Readers = []Reader{download(0)}
+			for i := range st.Have {
+				st.Have[i] = i == 0 || mix(uint64(i))%4 == 0 // and rank 0's share
+			}
 		},
 		check: func(t *testing.T, st *State, d *Decision) {
 			seen := map[int]bool{}
 			for seed := range uint64(8) {
 				st.Seed = seed
 				Plan(&testConfig, st, d)
+				if len(d.Start) == 0 {
+					t.Fatal("nothing started")
+				}
 				for _, s := range d.Start {
 					seen[s.First] = true
 				}
 			}
-			if len(seen) < 8 {
-				t.Errorf("8 proxies' first origin pieces cover %d distinct pieces: %v", len(seen), seen)
+			if len(seen) < 6 {
+				t.Errorf("8 seeds' origin pieces cover %d distinct pieces: %v", len(seen), seen)
 			}
+		},
+	}, {
+		name: "the budget is shared among the swarm the tracker counts, not only the peers connected",
+		setup: func(st *State) {
+			st.OriginPieces, st.Swarm = 2, 20 // budget: 2 copies / 20 proxies = 2 pieces
+			st.Readers = []Reader{download(0)}
 		},
 	}, {
 		name: "player: the origin takes only pieces due within Lead",

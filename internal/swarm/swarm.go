@@ -1,6 +1,7 @@
 package swarm
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/anacrolix/torrent"
@@ -166,8 +168,9 @@ func infoBytes(info *fileinfo.Info) ([]byte, error) {
 
 // Torrent is one file's swarm.
 type Torrent struct {
-	t *torrent.Torrent
-	s *Swarm
+	t    *torrent.Torrent
+	s    *Swarm
+	size atomic.Int64 // SwarmSize
 }
 
 // AddPeers connects to peers the tracker named, except those connected
@@ -214,21 +217,32 @@ const (
 func (t *Torrent) SetPriority(i int, p Priority) { t.t.Piece(i).SetPriority(p) }
 
 // Availability counts into avail, for each piece, the connected peers
-// that said they have it (bitfield, have-all and have messages), and
-// returns how many peers are connected.
-func (t *Torrent) Availability(avail []int) int {
+// that said they have it (bitfield, have-all and have messages). It
+// returns how many peers are connected and this client's rank among them
+// and itself, ordered by peer ID: connected to each other, the proxies of
+// a swarm agree on their ranks, which lets them split the origin's pieces
+// between them.
+func (t *Torrent) Availability(avail []int) (peers, rank int) {
 	clear(avail)
-	conns := t.t.PeerConns()
-	for _, c := range conns {
+	self := t.s.cl.PeerID()
+	for _, c := range t.t.PeerConns() {
 		c.PeerPieces().Iterate(func(i uint32) bool {
 			if int(i) < len(avail) {
 				avail[i]++
 			}
 			return true
 		})
+		peers++
+		if bytes.Compare(c.PeerID[:], self[:]) < 0 {
+			rank++
+		}
 	}
-	return len(conns)
+	return peers, rank
 }
+
+// SwarmSize is how many clients the tracker counted in the swarm at the
+// last announce, this one included; 0 before the first.
+func (t *Torrent) SwarmSize() int { return int(t.size.Load()) }
 
 // Sealed tells the client that piece i was completed outside it (by the
 // origin fetcher), so it stops requesting it and announces it to peers.
@@ -310,6 +324,7 @@ func (s *Swarm) Announce(ctx context.Context, t *Torrent, announceURL string, ev
 	for _, p := range resp.Peers {
 		peers = append(peers, fileinfo.Peer{IP: p.IP.String(), Port: p.Port})
 	}
+	t.size.Store(int64(resp.Seeders) + int64(resp.Leechers))
 	t.AddPeers(peers)
 	return time.Duration(resp.Interval) * time.Second, nil
 }
