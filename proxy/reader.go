@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"time"
 
 	"github.com/p2sp/p2sp/internal/cache"
@@ -21,11 +22,13 @@ type streamReader struct {
 	head     int
 	src      string // whom the current piece's bytes count for
 	// start and since are where and when the playhead started; waited is
-	// the time spent waiting for pieces since: what tells a player reading
-	// at its bitrate from a download that reads as fast as it is served.
+	// the time spent waiting for pieces since. The share of recent time
+	// spent waiting tells a player reading at its bitrate from a download
+	// that reads as fast as it is served.
 	start  int64
 	since  time.Time
 	waited time.Duration
+	meter  paceMeter
 	// direct streams the rest from the origin once the cache has failed.
 	direct io.ReadCloser
 }
@@ -62,19 +65,59 @@ func (f *file) newReader(ctx context.Context, off, n int64) *streamReader {
 	return r
 }
 
-// Pace estimation: a reader that spent less than half of at least
-// paceAfter waiting for pieces consumes at its own pace.
-const paceAfter = time.Second
+// paceMeter estimates a reader's pace: moving averages (time constant
+// paceWindow) of its read rate and of the share of time it waited for
+// pieces. A reader that waited less than half of the recent time consumes
+// at its own pace; the estimate made then stays while it starves, so a
+// player that starts to stall keeps its deadlines instead of passing for a
+// download. (A new reader waits while the player's and the sockets'
+// buffers fill: the moving average forgets that within seconds.)
+type paceMeter struct {
+	at           time.Time
+	off          int64
+	waited       time.Duration
+	busy, rate   float64
+	pace         float64
+	started, set bool
+}
+
+const (
+	paceWindow = 2 * time.Second
+	paceSample = 250 * time.Millisecond
+)
+
+// update takes the reader's offset and total wait at now; it returns the
+// pace, 0 while none is known.
+func (m *paceMeter) update(now time.Time, off int64, waited time.Duration) float64 {
+	if !m.started {
+		m.at, m.off, m.waited, m.busy, m.started = now, off, waited, 1, true
+		return 0
+	}
+	dt := now.Sub(m.at)
+	if dt < paceSample {
+		return m.pace
+	}
+	w := 1 - math.Exp(-dt.Seconds()/paceWindow.Seconds())
+	m.busy += w * (float64(waited-m.waited)/float64(dt) - m.busy)
+	rate := float64(off-m.off) / dt.Seconds()
+	if !m.set {
+		m.rate, m.set = rate, true
+	}
+	m.rate += w * (rate - m.rate)
+	m.at, m.off, m.waited = now, off, waited
+	if m.busy < 0.5 {
+		m.pace = m.rate
+	}
+	return m.pace
+}
 
 func (r *streamReader) moveHead(i int) {
 	if i == r.head {
 		return
 	}
 	r.head = i
-	pr := plan.Reader{Pos: r.off, Start: r.start, Since: r.since}
-	if took := time.Since(r.since); took >= paceAfter && 2*r.waited < took {
-		pr.Pace = float64(r.off-r.start) / took.Seconds()
-	}
+	pace := r.meter.update(time.Now(), r.off, r.waited)
+	pr := plan.Reader{Pos: r.off, Start: r.start, Since: r.since, Pace: pace}
 	r.f.mu.Lock()
 	r.f.readers[r] = pr
 	r.f.mu.Unlock()
