@@ -84,7 +84,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Readahead = 4 << 20
 	}
 	if c.OriginCopies == 0 {
-		c.OriginCopies = 2
+		c.OriginCopies = 1.5
 	}
 	if c.OriginCopies < 0 {
 		return c, fmt.Errorf("proxy: origin copies %v is negative", c.OriginCopies)

@@ -52,6 +52,9 @@ type file struct {
 	// its supplier (origin or peer) the first time, for the cache after.
 	served  []bool
 	retryAt time.Time
+	// originAtStart is the path's origin byte count when this version
+	// opened.
+	originAtStart int64
 }
 
 // scheduler is the planner's input and output, reused every round.
@@ -135,11 +138,12 @@ func newFile(s *Server, info *fileinfo.Info, entry *cache.Entry, t *swarm.Torren
 			},
 			asked: make([]plan.Priority, n),
 		},
-		readers:    map[*streamReader]plan.Reader{},
-		partial:    map[int]*partialPiece{},
-		progress:   make(chan struct{}),
-		fromOrigin: make([]bool, n),
-		served:     served,
+		readers:       map[*streamReader]plan.Reader{},
+		partial:       map[int]*partialPiece{},
+		progress:      make(chan struct{}),
+		fromOrigin:    make([]bool, n),
+		served:        served,
+		originAtStart: stats.originFetched.Load(),
 	}
 }
 
@@ -204,12 +208,9 @@ func (f *file) schedule() {
 	for _, r := range f.runs {
 		st.Runs = append(st.Runs, plan.Run{Next: r.next, End: r.end, Urgent: r.urgent})
 	}
-	st.OriginPieces = 0
-	for _, o := range f.fromOrigin {
-		if o {
-			st.OriginPieces++
-		}
-	}
+	// Every byte the origin sent counts, those of pieces peers completed
+	// first included (fetched from this file's start, not the path's).
+	st.OriginPieces = int((f.stats.originFetched.Load() - f.originAtStart + f.info.PieceLength - 1) / f.info.PieceLength)
 	st.RetryAt = f.retryAt
 	d := &sc.d
 	plan.Plan(&sc.cfg, st, d)

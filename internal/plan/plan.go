@@ -85,7 +85,8 @@ type State struct {
 	LastPeerData time.Time
 	Readers      []Reader
 	Runs         []Run
-	// OriginPieces is how many pieces the origin supplied so far.
+	// OriginPieces is how many pieces' worth of bytes the origin sent so
+	// far.
 	OriginPieces int
 	// RetryAt: no new origin request before then (the last one failed).
 	RetryAt time.Time
