@@ -33,14 +33,23 @@ type Config struct {
 	CacheSize int64
 	// BTListen is the BitTorrent host:port; port 0 picks a free one.
 	BTListen string
-	// PeerGrace is how long a piece the player waits on is left to peers
-	// before the origin is asked for it, when peers are connected.
+	// PeerGrace is how long the piece under a new playhead is left to the
+	// connected peers that have it (or to peers still connecting) before
+	// the origin is asked for it. Short: a peer's piece reaches the player
+	// only whole and verified (128 KiB over a 10 Mbit/s uplink is 105 ms),
+	// the origin's first bytes at once.
 	PeerGrace time.Duration
 	// StallTimeout bounds how long a read waits for a piece before the
 	// request fails.
 	StallTimeout time.Duration
 	// Readahead is how many bytes past the playhead are fetched ahead.
 	Readahead int64
+	// OriginCopies is how many copies of a file the proxies in its swarm
+	// together take from the origin for downloads (readers without a
+	// deadline), beyond the pieces no connected peer has: each proxy takes
+	// up to OriginCopies/(peers+1) of the file. Higher is faster and costs
+	// more origin egress.
+	OriginCopies float64
 	// User names the user whose favourites and recent plays the page
 	// shows, and UserToken is that user's credential on the origin (see
 	// origin.AddUser); the page relays list calls to the origin with it.
@@ -71,13 +80,19 @@ func (c Config) withDefaults() (Config, error) {
 		c.CacheSize = 1 << 30
 	}
 	if c.PeerGrace == 0 {
-		c.PeerGrace = 300 * time.Millisecond
+		c.PeerGrace = 50 * time.Millisecond
 	}
 	if c.StallTimeout == 0 {
 		c.StallTimeout = 30 * time.Second
 	}
 	if c.Readahead == 0 {
 		c.Readahead = 4 << 20
+	}
+	if c.OriginCopies == 0 {
+		c.OriginCopies = 1.5
+	}
+	if c.OriginCopies < 0 {
+		return c, fmt.Errorf("proxy: origin copies %v is negative", c.OriginCopies)
 	}
 	for name, u := range map[string]*string{"tracker": &c.TrackerURL, "origin": &c.OriginURL} {
 		pu, err := url.Parse(*u)

@@ -2,20 +2,23 @@ package proxy
 
 import (
 	"context"
+	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/p2sp/p2sp/internal/cache"
 	"github.com/p2sp/p2sp/internal/fileinfo"
+	"github.com/p2sp/p2sp/internal/plan"
 	"github.com/p2sp/p2sp/internal/swarm"
 	"github.com/p2sp/p2sp/metrics"
 )
 
 // file is one file version (infohash) the proxy holds open: its cache
-// entry, its torrent, and the scheduler that decides, piece by piece, who
-// supplies what the players wait for. It lives until the cache evicts the
-// entry, seeding in the meantime.
+// entry, its torrent, and the scheduler that feeds the planner (package
+// plan) and carries out what it decides. It lives until the cache evicts
+// the entry, seeding in the meantime.
 type file struct {
 	s       *Server
 	info    *fileinfo.Info
@@ -33,12 +36,12 @@ type file struct {
 	// peersUntil: the tracker named peers, so until then a lack of
 	// connected peers means "still connecting", not "none".
 	peersUntil time.Time
+	// sched is owned by run.
+	sched scheduler
 
-	mu          sync.Mutex
-	heads       map[*streamReader]int64 // each reader's playhead, in bytes
-	wantedSince map[int]time.Time
-	prio        map[int]swarm.Priority
-	runs        map[*originRun]struct{}
+	mu      sync.Mutex
+	readers map[*streamReader]plan.Reader
+	runs    []*originRun
 	// partial holds the origin bytes of pieces being fetched, before they
 	// verify: the origin is the source of truth, so a waiting player may
 	// have them at once; the cache and the swarm get them only verified.
@@ -49,6 +52,19 @@ type file struct {
 	// its supplier (origin or peer) the first time, for the cache after.
 	served  []bool
 	retryAt time.Time
+	// originAtStart is the path's origin byte count when this version
+	// opened.
+	originAtStart int64
+}
+
+// scheduler is the planner's input and output, reused every round.
+type scheduler struct {
+	cfg   plan.Config
+	st    plan.State
+	d     plan.Decision
+	asked []plan.Priority // what the swarm was told, per piece
+	// good counts the pieces peers delivered, to tell when they last did.
+	good int64
 }
 
 // fileStats are the counters /v1/status shows for a path.
@@ -72,16 +88,32 @@ func (st *fileStats) setRefused(err error) {
 	st.refused.Store(&msg)
 }
 
-// Scheduling constants. A piece is "urgent" while it is among the first
-// urgentPieces at or after a playhead.
+// Scheduling constants (see plan.Config).
 const (
 	urgentPieces     = 2
-	maxRunBytes      = 1 << 20 // one origin request covers at most this
-	maxOriginFetches = 2       // concurrent origin requests per file
-	headBytes        = 1 << 20 // the file's head, wanted from peers
-	scheduleTick     = 50 * time.Millisecond
-	originRetry      = 500 * time.Millisecond
+	maxRunBytes      = 1 << 20
+	fillRunBytes     = 256 << 10
+	maxOriginFetches = 2
+	headBytes        = 1 << 20
+	// originLead: a player's piece due this soon goes to the origin; peers
+	// have the rest of the read-ahead window to deliver it.
+	originLead = 2 * time.Second
+	// peerStall: connected peers that completed no piece for this long do
+	// not count as delivering.
+	peerStall = 2 * time.Second
+	// scheduleTick re-plans for time passing (deadlines, graces); readers,
+	// origin runs and peers' pieces wake the scheduler sooner.
+	scheduleTick = 100 * time.Millisecond
+	originRetry  = 500 * time.Millisecond
 )
+
+// swarmPriority maps the planner's priorities to the swarm's.
+var swarmPriority = [...]swarm.Priority{
+	plan.None:      swarm.PriorityNone,
+	plan.Normal:    swarm.PriorityNormal,
+	plan.Readahead: swarm.PriorityReadahead,
+	plan.Now:       swarm.PriorityNow,
+}
 
 func newFile(s *Server, info *fileinfo.Info, entry *cache.Entry, t *swarm.Torrent, stats *fileStats) *file {
 	n := info.NumPieces()
@@ -93,15 +125,33 @@ func newFile(s *Server, info *fileinfo.Info, entry *cache.Entry, t *swarm.Torren
 	return &file{
 		s: s, info: info, entry: entry, torrent: t, stats: stats,
 		ctx: ctx, cancel: cancel,
-		wake:        make(chan struct{}, 1),
-		heads:       map[*streamReader]int64{},
-		wantedSince: map[int]time.Time{},
-		prio:        map[int]swarm.Priority{},
-		runs:        map[*originRun]struct{}{},
-		partial:     map[int]*partialPiece{},
-		progress:    make(chan struct{}),
-		fromOrigin:  make([]bool, n),
-		served:      served,
+		wake: make(chan struct{}, 1),
+		sched: scheduler{
+			cfg: plan.Config{
+				UrgentPieces:   urgentPieces,
+				ReadaheadBytes: s.cfg.Readahead,
+				HeadBytes:      headBytes,
+				MaxRuns:        maxOriginFetches,
+				MaxRunBytes:    maxRunBytes,
+				FillRunBytes:   fillRunBytes,
+				Lead:           originLead,
+				FirstGrace:     s.cfg.PeerGrace,
+				PeerStall:      peerStall,
+				OriginCopies:   s.cfg.OriginCopies,
+			},
+			st: plan.State{
+				Size: info.Size, PieceLength: info.PieceLength,
+				Have: make([]bool, n), Avail: make([]int, n),
+				Seed: rand.Uint64(),
+			},
+			asked: make([]plan.Priority, n),
+		},
+		readers:       map[*streamReader]plan.Reader{},
+		partial:       map[int]*partialPiece{},
+		progress:      make(chan struct{}),
+		fromOrigin:    make([]bool, n),
+		served:        served,
+		originAtStart: stats.originFetched.Load(),
 	}
 }
 
@@ -134,123 +184,68 @@ func (f *file) fail(err error) {
 	f.cancel(err)
 }
 
-// schedule sets the swarm's priorities around every playhead and hands the
-// origin what peers cannot supply in time.
+// schedule feeds the planner what the file, its readers, its origin runs
+// and the swarm look like now, and carries out its decision. A file nobody
+// reads, with nothing asked of anyone, costs nothing.
 func (f *file) schedule() {
-	now := time.Now()
-	n := f.info.NumPieces()
-	raPieces := int(max(1, f.s.cfg.Readahead/f.info.PieceLength))
-	peers := f.torrent.Stats().Peers > 0 || now.Before(f.peersUntil)
-
+	sc := &f.sched
+	st := &sc.st
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	want := map[int]swarm.Priority{}
-	var urgent, ahead []int
-	for _, off := range f.heads {
-		h := int(off / f.info.PieceLength)
-		for i := h; i < min(n, h+urgentPieces+raPieces); i++ {
-			if f.entry.Have(i) {
-				continue
-			}
-			p := swarm.PriorityReadahead
-			if i < h+urgentPieces {
-				p = swarm.PriorityNow
-				urgent = append(urgent, i)
-			} else {
-				ahead = append(ahead, i)
-			}
-			want[i] = max(want[i], p)
-		}
-	}
-	// Then the file's head, where players look for the container's index:
-	// from peers only, at the lowest priority.
-	if len(f.heads) > 0 {
-		for i := range min(n, int(max(1, headBytes/f.info.PieceLength))) {
-			if _, ok := want[i]; !ok && !f.entry.Have(i) {
-				want[i] = swarm.PriorityNormal
-			}
-		}
-	}
-	// Priorities: raise what is wanted, drop read-ahead around old playheads.
-	for i, p := range want {
-		if f.prio[i] != p {
-			f.torrent.SetPriority(i, p)
-		}
-		if _, ok := f.wantedSince[i]; !ok {
-			f.wantedSince[i] = now
-		}
-	}
-	for i := range f.prio {
-		if _, ok := want[i]; !ok {
-			f.torrent.SetPriority(i, swarm.PriorityNone)
-			delete(f.wantedSince, i)
-		}
-	}
-	f.prio = want
-
-	// Origin requests no playhead wants any more give their bandwidth back
-	// (after the piece under way).
-	urgentBusy := false
-	for r := range f.runs {
-		wanted := false
-		for i := r.first; i < r.end && !wanted; i++ {
-			wanted = want[i] >= swarm.PriorityReadahead
-		}
-		if !wanted {
-			r.stop.Store(true)
-			continue
-		}
-		urgentBusy = urgentBusy || r.urgent
-	}
-
-	// The origin fills what peers cannot: urgent pieces at once when no peer
-	// is connected, or when peers have not delivered them within the grace
-	// period; read-ahead likewise (four grace periods), but only while no
-	// urgent request is under way, since origin bandwidth is shared and the
-	// player waits on the urgent one.
-	if now.Before(f.retryAt) {
+	idle := len(f.readers) == 0 && len(f.runs) == 0
+	f.mu.Unlock()
+	if idle && !slices.ContainsFunc(sc.asked, func(p plan.Priority) bool { return p != plan.None }) {
 		return
 	}
-	var todo []int
-	for _, i := range urgent {
-		if !peers || now.Sub(f.wantedSince[i]) >= f.s.cfg.PeerGrace {
-			todo = append(todo, i)
+	now := time.Now()
+	peers, rank := f.torrent.Availability(st.Avail)
+	if good := f.torrent.Stats().GoodPieces; good != sc.good || (peers > 0 && st.Peers == 0) {
+		sc.good, st.LastPeerData = good, now
+	}
+	st.Now, st.Peers, st.Rank, st.Swarm = now, peers, rank, f.torrent.SwarmSize()
+	st.Connecting = peers == 0 && now.Before(f.peersUntil)
+	for i := range st.Have {
+		st.Have[i] = f.entry.Have(i)
+	}
+
+	f.mu.Lock()
+	st.Readers = st.Readers[:0]
+	for _, r := range f.readers {
+		st.Readers = append(st.Readers, r)
+	}
+	st.Runs = st.Runs[:0]
+	for _, r := range f.runs {
+		st.Runs = append(st.Runs, plan.Run{Next: r.next, End: r.end, Urgent: r.urgent})
+	}
+	// Every byte the origin sent counts, those of pieces peers completed
+	// first included (fetched from this file's start, not the path's).
+	st.OriginPieces = int((f.stats.originFetched.Load() - f.originAtStart + f.info.PieceLength - 1) / f.info.PieceLength)
+	st.RetryAt = f.retryAt
+	d := &sc.d
+	plan.Plan(&sc.cfg, st, d)
+	for _, c := range d.Cut {
+		r := f.runs[c.Run]
+		if c.End <= r.next {
+			r.cancel() // the swarm completed the piece arriving
+		} else {
+			r.end = c.End
 		}
 	}
-	nUrgent := len(todo)
-	if !urgentBusy {
-		for _, i := range ahead {
-			if !peers || now.Sub(f.wantedSince[i]) >= 4*f.s.cfg.PeerGrace {
-				todo = append(todo, i)
-			}
-		}
-	}
-	for k, i := range todo {
-		if len(f.runs) >= maxOriginFetches || (k >= nUrgent && urgentBusy) {
-			break
-		}
-		if f.fetching(i) || f.entry.Have(i) {
-			continue
-		}
-		// Extend to a contiguous run of wanted, missing pieces.
-		end := i + 1
-		for end < n && int64(end-i)*f.info.PieceLength < maxRunBytes && !f.fetching(end) &&
-			!f.entry.Have(end) && want[end] >= swarm.PriorityReadahead {
-			end++
-		}
+	for _, s := range d.Start {
 		ctx, cancel := context.WithCancel(f.ctx)
-		r := &originRun{first: i, end: end, cancel: cancel, urgent: k < nUrgent}
-		r.start, _ = f.info.PieceBounds(i)
-		if f.partial[i] == nil {
-			for _, off := range f.heads {
-				if int(off/f.info.PieceLength) == i && off > r.start {
-					r.start = off
-				}
-			}
-		}
-		f.runs[r] = struct{}{}
-		urgentBusy = urgentBusy || r.urgent
+		r := &originRun{first: s.First, next: s.First, end: s.End, start: s.Offset, urgent: s.Urgent, cancel: cancel}
+		f.runs = append(f.runs, r)
 		f.s.wg.Go(func() { f.fetchRun(ctx, r) })
+	}
+	f.mu.Unlock()
+
+	// Peers are asked for what the planner wants from them; a piece the
+	// origin supplies is withdrawn (None): the library then cancels its
+	// requests for it, as it does for a piece sealed from the origin.
+	for i, p := range d.Priority {
+		if sc.asked[i] != p {
+			f.torrent.SetPriority(i, swarmPriority[p])
+			sc.asked[i] = p
+		}
 	}
 }
 

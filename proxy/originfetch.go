@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync/atomic"
+	"slices"
 	"time"
 
 	"github.com/p2sp/p2sp/internal/cache"
@@ -15,26 +15,15 @@ import (
 )
 
 // originRun is one range request to the origin, for pieces [first, end).
+// The planner cuts it short by lowering end (it stops before that piece)
+// or, when the swarm completed the piece arriving, by cancelling it.
 type originRun struct {
-	first, end int
-	start      int64 // first byte requested: first's offset, or a player's inside it
-	urgent     bool
-	cancel     context.CancelFunc
-	// stop ends the run after the piece it is receiving: bytes of that
-	// piece may already have reached a player, and the piece should reach
-	// the cache.
-	stop atomic.Bool
-}
-
-// fetching reports whether an origin request under way covers piece i
-// (at most maxOriginFetches to look at). f.mu is held.
-func (f *file) fetching(i int) bool {
-	for r := range f.runs {
-		if r.first <= i && i < r.end {
-			return true
-		}
-	}
-	return false
+	first  int
+	start  int64 // first byte requested: first's offset, or a player's inside it
+	urgent bool
+	cancel context.CancelFunc
+	// next is the piece arriving; next and end are guarded by file.mu.
+	next, end int
 }
 
 // fetchRun fetches a run's pieces in one range request, verifying and
@@ -48,12 +37,15 @@ func (f *file) fetchRun(ctx context.Context, r *originRun) {
 		for j := r.first; j < r.end; j++ {
 			delete(f.partial, j)
 		}
-		delete(f.runs, r)
+		f.runs = slices.DeleteFunc(f.runs, func(x *originRun) bool { return x == r })
 		f.mu.Unlock()
 		f.poke()
 	}()
+	f.mu.Lock()
+	end := r.end
+	f.mu.Unlock()
 	firstOff, _ := f.info.PieceBounds(r.first)
-	lastOff, lastN := f.info.PieceBounds(r.end - 1)
+	lastOff, lastN := f.info.PieceBounds(end - 1)
 	body, err := f.s.origin.Range(ctx, f.info.Path, r.start, lastOff+lastN-r.start, f.info.Size, f.info.ETag)
 	if err != nil {
 		f.originError(ctx, err)
@@ -61,7 +53,7 @@ func (f *file) fetchRun(ctx context.Context, r *originRun) {
 	}
 	defer body.Close()
 	var headless *partialPiece
-	for i := r.first; i < r.end && !r.stop.Load(); i++ {
+	for i := r.first; f.advance(r, i); i++ {
 		pOff, n := f.info.PieceBounds(i)
 		pp, err := f.receive(body, i, max(r.start, pOff)-pOff, n)
 		if err != nil {
@@ -77,6 +69,7 @@ func (f *file) fetchRun(ctx context.Context, r *originRun) {
 		}
 	}
 	if headless != nil {
+		f.advance(r, r.first)
 		head, err := f.s.origin.Range(ctx, f.info.Path, firstOff, int64(headless.lo), f.info.Size, f.info.ETag)
 		if err == nil {
 			_, err = io.ReadFull(head, headless.buf[:headless.lo])
@@ -90,6 +83,18 @@ func (f *file) fetchRun(ctx context.Context, r *originRun) {
 		f.s.metrics.OriginFetchedBytes.Add(float64(headless.lo))
 		f.store(ctx, r.first, headless.buf)
 	}
+}
+
+// advance records that piece i of run r arrives next; false when the
+// planner ended the run before it.
+func (f *file) advance(r *originRun, i int) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if i >= r.end {
+		return false
+	}
+	r.next = i
+	return true
 }
 
 // store verifies an origin piece into the cache and tells the swarm; false

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"time"
 
 	"github.com/p2sp/p2sp/internal/cache"
+	"github.com/p2sp/p2sp/internal/plan"
 	"github.com/p2sp/p2sp/metrics"
 )
 
@@ -19,6 +21,14 @@ type streamReader struct {
 	off, end int64
 	head     int
 	src      string // whom the current piece's bytes count for
+	// start and since are where and when the playhead started; waited is
+	// the time spent waiting for pieces since. The share of recent time
+	// spent waiting tells a player reading at its bitrate from a download
+	// that reads as fast as it is served.
+	start  int64
+	since  time.Time
+	waited time.Duration
+	meter  paceMeter
 	// direct streams the rest from the origin once the cache has failed.
 	direct io.ReadCloser
 }
@@ -50,9 +60,55 @@ func (r *streamReader) readDirect(p []byte) (int, error) {
 var _ io.ReadCloser = (*streamReader)(nil)
 
 func (f *file) newReader(ctx context.Context, off, n int64) *streamReader {
-	r := &streamReader{f: f, ctx: ctx, off: off, end: off + n, head: -1}
+	r := &streamReader{f: f, ctx: ctx, off: off, end: off + n, head: -1, start: off, since: time.Now()}
 	r.moveHead(int(off / f.info.PieceLength))
 	return r
+}
+
+// paceMeter estimates a reader's pace: moving averages (time constant
+// paceWindow) of its read rate and of the share of time it waited for
+// pieces. A reader that waited less than half of the recent time consumes
+// at its own pace; the estimate made then stays while it starves, so a
+// player that starts to stall keeps its deadlines instead of passing for a
+// download. (A new reader waits while the player's and the sockets'
+// buffers fill: the moving average forgets that within seconds.)
+type paceMeter struct {
+	at           time.Time
+	off          int64
+	waited       time.Duration
+	busy, rate   float64
+	pace         float64
+	started, set bool
+}
+
+const (
+	paceWindow = 2 * time.Second
+	paceSample = 250 * time.Millisecond
+)
+
+// update takes the reader's offset and total wait at now; it returns the
+// pace, 0 while none is known.
+func (m *paceMeter) update(now time.Time, off int64, waited time.Duration) float64 {
+	if !m.started {
+		m.at, m.off, m.waited, m.busy, m.started = now, off, waited, 1, true
+		return 0
+	}
+	dt := now.Sub(m.at)
+	if dt < paceSample {
+		return m.pace
+	}
+	w := 1 - math.Exp(-dt.Seconds()/paceWindow.Seconds())
+	m.busy += w * (float64(waited-m.waited)/float64(dt) - m.busy)
+	rate := float64(off-m.off) / dt.Seconds()
+	if !m.set {
+		m.rate, m.set = rate, true
+	}
+	m.rate += w * (rate - m.rate)
+	m.at, m.off, m.waited = now, off, waited
+	if m.busy < 0.5 {
+		m.pace = m.rate
+	}
+	return m.pace
 }
 
 func (r *streamReader) moveHead(i int) {
@@ -60,8 +116,10 @@ func (r *streamReader) moveHead(i int) {
 		return
 	}
 	r.head = i
+	pace := r.meter.update(time.Now(), r.off, r.waited)
+	pr := plan.Reader{Pos: r.off, Start: r.start, Since: r.since, Pace: pace}
 	r.f.mu.Lock()
-	r.f.heads[r] = r.off
+	r.f.readers[r] = pr
 	r.f.mu.Unlock()
 	r.f.poke()
 }
@@ -89,7 +147,10 @@ func (r *streamReader) Read(p []byte) (int, error) {
 			f.s.served(f.stats, metrics.SourceOrigin, int64(m))
 			return m, nil
 		}
-		if err := r.wait(i, r.off-pOff); err != nil {
+		t0 := time.Now()
+		err := r.wait(i, r.off-pOff)
+		r.waited += time.Since(t0)
+		if err != nil {
 			if errors.Is(err, errCacheWrite) {
 				return r.readDirect(p)
 			}
@@ -148,7 +209,7 @@ func (r *streamReader) Close() error {
 		r.direct.Close()
 	}
 	r.f.mu.Lock()
-	delete(r.f.heads, r)
+	delete(r.f.readers, r)
 	r.f.mu.Unlock()
 	r.f.poke()
 	return nil

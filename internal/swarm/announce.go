@@ -39,6 +39,9 @@ const (
 type announceAnswer struct {
 	interval time.Duration
 	peers    []fileinfo.Peer
+	// swarm is the number of peers the tracker counts (complete plus
+	// incomplete), for the planner's share of the origin budget.
+	swarm int64
 }
 
 // parseAnnounceAnswer decodes a BEP 3 announce answer: the interval, the
@@ -71,6 +74,11 @@ func parseAnnounceAnswer(b []byte) (announceAnswer, error) {
 			}
 		case "peers6":
 			err = a.compactPeers(d, 16)
+		case "complete", "incomplete":
+			var n int64
+			if n, err = d.int(); err == nil && n > 0 {
+				a.swarm += min(n, 1<<32)
+			}
 		default:
 			err = d.skip()
 		}

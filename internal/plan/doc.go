@@ -1,0 +1,31 @@
+// Package plan decides, for one file, which source supplies which piece
+// and when: the priorities the swarm gets, the origin ranges to start, and
+// the origin runs to cut short. It is pure: a State in, a Decision out, no
+// goroutines, no I/O, no clock (the time is part of the State).
+//
+// The rules, in the order Plan applies them:
+//
+//   - A piece the proxy holds is wanted from nobody.
+//   - The piece under a new playhead never waits on the swarm: if no
+//     connected peer has it, the origin is asked at once; if one has it
+//     (or peers the tracker named are still connecting), peers get
+//     FirstGrace to deliver it.
+//   - A reader with a pace (a player reading at a bitrate) has a deadline
+//     per piece; the origin takes only the pieces whose deadline is within
+//     Lead and that nobody has delivered. Peers are asked for its
+//     read-ahead window.
+//   - A reader without a pace (a download reading as fast as it can) has no
+//     deadline: the swarm is asked for the rest of the file, and the origin
+//     serves what no connected peer has: first this proxy's share of it
+//     (pieces split by Rank among proxies connected to each other), then
+//     the rest in an order of its own (Seed), so that a crowd's origin
+//     fetches add up to about one copy that the swarm spreads, as a
+//     BitTorrent initial seeder does. Beyond that the origin supplies the
+//     rarest pieces peers have only within the proxy's budget:
+//     OriginCopies copies of the file shared among the proxies of the
+//     swarm, the operator's trade-off between origin egress and speed. When connected peers deliver nothing for
+//     PeerStall, the piece the reader waits on goes to the origin.
+//   - A piece the origin fetches is wanted from no peer, and an origin run
+//     stops at the first piece the swarm completed or nobody wants, so no
+//     piece crosses the wire twice.
+package plan

@@ -1,0 +1,424 @@
+package plan
+
+import (
+	"slices"
+	"time"
+)
+
+// Priority says how soon a piece is wanted from peers.
+type Priority int8
+
+// Priorities, lowest first.
+const (
+	None Priority = iota
+	Normal
+	Readahead
+	Now
+)
+
+// Config holds the planner's constants, the same for every call.
+type Config struct {
+	// UrgentPieces at and after a playhead are wanted from peers at once.
+	UrgentPieces int
+	// ReadaheadBytes past those are wanted soon.
+	ReadaheadBytes int64
+	// HeadBytes of the file, where players look for the container's index,
+	// are wanted from peers (only) while anyone reads.
+	HeadBytes int64
+	// MaxRuns bounds the origin requests under way for the file.
+	MaxRuns int
+	// MaxRunBytes bounds a request for pieces a reader waits on; FillRunBytes
+	// one that fills the file for a reader without a deadline while peers
+	// are connected: short, so that what peers announce meanwhile counts.
+	MaxRunBytes, FillRunBytes int64
+	// Lead: a piece whose deadline is this close goes to the origin.
+	Lead time.Duration
+	// FirstGrace is how long the piece under a new playhead waits for the
+	// connected peers that have it.
+	FirstGrace time.Duration
+	// PeerStall: connected peers that delivered nothing for this long do
+	// not count as delivering.
+	PeerStall time.Duration
+	// OriginCopies is how many copies of the file the proxies connected
+	// together take from the origin for readers without a deadline, beyond
+	// the pieces no peer has.
+	OriginCopies float64
+}
+
+// Reader is one response being read.
+type Reader struct {
+	// Pos is the next byte it reads; Start the byte its playhead started
+	// at (a new request or a seek), at Since.
+	Pos, Start int64
+	Since      time.Time
+	// Pace is the bytes per second it consumes, 0 when it reads as fast as
+	// it is served (no deadline).
+	Pace float64
+}
+
+// Run is an origin request under way, for pieces [Next, End); Next is
+// arriving.
+type Run struct {
+	Next, End int
+	Urgent    bool
+}
+
+// State is what the planner knows about a file now.
+type State struct {
+	Now               time.Time
+	Size, PieceLength int64
+	// Have marks the verified pieces; Avail counts the connected peers
+	// that have each piece.
+	Have  []bool
+	Avail []int
+	// Peers is how many peers are connected; Connecting says the tracker
+	// named peers that are not connected yet. Rank is this proxy's place
+	// among the connected peers and itself (0 to Peers), the same order
+	// at every one of them; Swarm is how many proxies the tracker counts
+	// in the swarm, this one included (0: unknown).
+	Peers      int
+	Connecting bool
+	Rank       int
+	Swarm      int
+	// LastPeerData is when peers last delivered data (or when they
+	// connected).
+	LastPeerData time.Time
+	Readers      []Reader
+	Runs         []Run
+	// OriginPieces is how many pieces' worth of bytes the origin sent so
+	// far.
+	OriginPieces int
+	// RetryAt: no new origin request before then (the last one failed).
+	RetryAt time.Time
+	// Seed makes this proxy's order of origin pieces its own.
+	Seed uint64
+}
+
+// Start is an origin request to start for pieces [First, End), from byte
+// Offset (First's first byte, or a new playhead inside First).
+type Start struct {
+	First, End int
+	Offset     int64
+	Urgent     bool
+}
+
+// Cut shortens State.Runs[Run]: it ends before piece End. End equal to the
+// run's Next abandons the piece arriving (the swarm completed it).
+type Cut struct {
+	Run, End int
+}
+
+// Decision is what the proxy does: set every piece's Priority in the
+// swarm, start and cut origin requests. Reuse one across calls: Plan
+// keeps its slices.
+type Decision struct {
+	Priority []Priority
+	Start    []Start
+	Cut      []Cut
+
+	// scratch
+	origin, due, fill []bool
+	urgent            []candidate
+}
+
+type candidate struct {
+	piece  int
+	offset int64
+	order  float64
+}
+
+// Plan decides for st; d is overwritten.
+func Plan(c *Config, st *State, d *Decision) {
+	n := len(st.Have)
+	d.reset(n)
+	for _, r := range st.Runs {
+		for i := r.Next; i < r.End; i++ {
+			d.origin[i] = true
+		}
+	}
+	d.prioritise(c, st)
+	urgentBusy, active := d.cut(st)
+	if st.Now.Before(st.RetryAt) {
+		d.finish(n)
+		return
+	}
+	free := c.MaxRuns - active
+	d.urgentCandidates(c, st)
+	if len(d.urgent) > 0 && free <= 0 {
+		// A reader waits: runs that fill the file give their slot back
+		// after the piece they are receiving.
+		for k, r := range st.Runs {
+			if !r.Urgent && r.End > r.Next+1 && !d.cutAlready(k) {
+				d.Cut = append(d.Cut, Cut{Run: k, End: r.Next + 1})
+			}
+		}
+	}
+	for _, u := range d.urgent {
+		if free <= 0 {
+			break
+		}
+		if d.origin[u.piece] {
+			continue
+		}
+		end := d.extend(u.piece, c.MaxRunBytes, st, func(i int) bool {
+			return d.due[i] || (st.Avail[i] == 0 && d.Priority[i] >= Readahead)
+		})
+		d.Start = append(d.Start, Start{First: u.piece, End: end, Offset: max(u.offset, int64(u.piece)*st.PieceLength), Urgent: true})
+		urgentBusy = true
+		free--
+	}
+	if !urgentBusy {
+		d.fillOrigin(c, st, free)
+	}
+	d.finish(n)
+}
+
+func (d *Decision) reset(n int) {
+	d.Priority = resize(d.Priority, n)
+	d.origin = resize(d.origin, n)
+	d.due = resize(d.due, n)
+	d.fill = resize(d.fill, n)
+	d.Start = d.Start[:0]
+	d.Cut = d.Cut[:0]
+	d.urgent = d.urgent[:0]
+}
+
+// resize returns s with n zero elements, reusing its array.
+func resize[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	s = s[:n]
+	clear(s)
+	return s
+}
+
+func (d *Decision) raise(st *State, i int, p Priority) {
+	if !st.Have[i] && d.Priority[i] < p {
+		d.Priority[i] = p
+	}
+}
+
+// prioritise asks peers for each reader's window and, for readers without
+// a deadline, for the rest of the file; it marks the pieces the origin may
+// fill for them.
+func (d *Decision) prioritise(c *Config, st *State) {
+	n := len(st.Have)
+	noPeers := st.Peers == 0 && !st.Connecting
+	ra := int((c.ReadaheadBytes + st.PieceLength - 1) / st.PieceLength)
+	for _, r := range st.Readers {
+		if r.Pos >= st.Size {
+			continue
+		}
+		h := int(r.Pos / st.PieceLength)
+		window := min(n, h+c.UrgentPieces+ra)
+		end := n
+		if r.Pace > 0 {
+			end = window
+		}
+		for i := h; i < end; i++ {
+			p := Normal
+			switch {
+			case i < h+c.UrgentPieces:
+				p = Now
+			case i < window:
+				p = Readahead
+			}
+			d.raise(st, i, p)
+			d.fill[i] = d.fill[i] || r.Pace == 0 || noPeers
+		}
+	}
+	if len(st.Readers) > 0 {
+		for i := range min(n, int(max(1, c.HeadBytes/st.PieceLength))) {
+			d.raise(st, i, Normal)
+		}
+	}
+}
+
+// cut ends runs at the first piece the swarm completed or nobody wants; it
+// returns whether an urgent run goes on and how many runs do.
+func (d *Decision) cut(st *State) (urgentBusy bool, active int) {
+	for k, r := range st.Runs {
+		end := r.End
+		switch {
+		case st.Have[r.Next]:
+			end = r.Next
+		case d.Priority[r.Next] == None:
+			// Its bytes may have reached a player already: finish it for
+			// the cache.
+			end = r.Next + 1
+		}
+		for i := r.Next + 1; i < end; i++ {
+			if st.Have[i] || d.Priority[i] == None {
+				end = i
+			}
+		}
+		if end < r.End {
+			d.Cut = append(d.Cut, Cut{Run: k, End: end})
+			for i := end; i < r.End; i++ {
+				d.origin[i] = false
+			}
+		}
+		if end > r.Next {
+			active++
+			urgentBusy = urgentBusy || r.Urgent
+		}
+	}
+	return urgentBusy, active
+}
+
+func (d *Decision) cutAlready(run int) bool {
+	for _, c := range d.Cut {
+		if c.Run == run {
+			return true
+		}
+	}
+	return false
+}
+
+// urgentCandidates lists, soonest first, the pieces readers wait on that
+// the origin must supply now.
+func (d *Decision) urgentCandidates(c *Config, st *State) {
+	n := len(st.Have)
+	stalled := st.Peers > 0 && st.Now.Sub(st.LastPeerData) >= c.PeerStall
+	noPeers := st.Peers == 0 && !st.Connecting
+	missing := func(i int) bool { return !st.Have[i] && !d.origin[i] }
+	for _, r := range st.Readers {
+		if r.Pos >= st.Size {
+			continue
+		}
+		h := int(r.Pos / st.PieceLength)
+		from := h
+		if int(r.Start/st.PieceLength) == h {
+			// A new playhead: the first bytes never wait on the swarm.
+			from = h + 1
+			if missing(h) && (st.Avail[h] == 0 && !st.Connecting || st.Now.Sub(r.Since) >= c.FirstGrace) {
+				d.addUrgent(h, r.Pos, 0)
+			}
+		}
+		switch {
+		case r.Pace > 0:
+			for i := from; i < n; i++ {
+				due := float64(int64(i)*st.PieceLength-r.Pos) / r.Pace
+				if due >= c.Lead.Seconds() {
+					break
+				}
+				if missing(i) {
+					d.addUrgent(i, r.Pos, max(0, due))
+				}
+			}
+		case from == h && missing(h) && st.Avail[h] > 0 && stalled:
+			// No deadline, but the peers that have what it waits on do not
+			// deliver. (A piece no peer has is filled in the crowd's order,
+			// below, not this reader's.)
+			d.addUrgent(h, r.Pos, 0)
+		}
+		if noPeers {
+			for i := h; i < min(n, h+c.UrgentPieces); i++ {
+				if missing(i) {
+					d.addUrgent(i, r.Pos, float64(i-h))
+				}
+			}
+		}
+	}
+	slices.SortStableFunc(d.urgent, func(a, b candidate) int {
+		switch {
+		case a.order < b.order:
+			return -1
+		case a.order > b.order:
+			return 1
+		}
+		return 0
+	})
+}
+
+func (d *Decision) addUrgent(i int, pos int64, order float64) {
+	d.due[i] = true
+	d.urgent = append(d.urgent, candidate{piece: i, offset: pos, order: order})
+}
+
+// fillOrigin starts up to free requests for readers without a deadline:
+// pieces no connected peer has, then, within the budget, the rarest that
+// peers have. With no peers at all, the file in order from the playhead.
+func (d *Decision) fillOrigin(c *Config, st *State, free int) {
+	if free <= 0 || st.Connecting && st.Peers == 0 {
+		return
+	}
+	noPeers := st.Peers == 0
+	used := st.OriginPieces
+	for _, o := range d.origin {
+		if o {
+			used++
+		}
+	}
+	budget := int(c.OriginCopies * float64(len(st.Have)) / float64(max(st.Peers+1, st.Swarm)))
+	// Pieces nobody has are split between the proxies connected to each
+	// other by rank: each takes its own share first, then any.
+	ranks := uint64(st.Peers + 1)
+	mine := func(i int) bool { return mix(uint64(i))%ranks == uint64(st.Rank) }
+	runBytes := c.FillRunBytes
+	if noPeers {
+		runBytes = c.MaxRunBytes
+	}
+	for ; free > 0; free-- {
+		best, bestAvail, bestKey := -1, 0, uint64(0)
+		for i, ok := range d.fill {
+			if !ok || st.Have[i] || d.origin[i] || (st.Avail[i] > 0 && used >= budget) {
+				continue
+			}
+			key := uint64(i)
+			if !noPeers {
+				// Own share of what nobody has first, then this proxy's
+				// shuffle (the top bit orders the two).
+				key = mix(st.Seed+uint64(i)) >> 1
+				if st.Avail[i] == 0 && !mine(i) {
+					key |= 1 << 63
+				}
+			}
+			if best < 0 || st.Avail[i] < bestAvail || st.Avail[i] == bestAvail && key < bestKey {
+				best, bestAvail, bestKey = i, st.Avail[i], key
+			}
+		}
+		if best < 0 {
+			return
+		}
+		absent := bestAvail == 0
+		own := absent && mine(best)
+		end := d.extend(best, runBytes, st, func(i int) bool {
+			return d.fill[i] && (st.Avail[i] == 0) == absent && (!own || mine(i))
+		})
+		d.Start = append(d.Start, Start{First: best, End: end, Offset: int64(best) * st.PieceLength})
+		used += end - best
+	}
+}
+
+// extend marks [first, end) for the origin, end the first piece after
+// first that is held, fetched, not ok, or past maxBytes.
+func (d *Decision) extend(first int, maxBytes int64, st *State, ok func(int) bool) int {
+	end := first + 1
+	for end < len(st.Have) && int64(end+1-first)*st.PieceLength <= maxBytes &&
+		!st.Have[end] && !d.origin[end] && ok(end) {
+		end++
+	}
+	for i := first; i < end; i++ {
+		d.origin[i] = true
+	}
+	return end
+}
+
+// finish withholds from peers what the origin supplies.
+func (d *Decision) finish(n int) {
+	for i := range n {
+		if d.origin[i] {
+			d.Priority[i] = None
+		}
+	}
+}
+
+// mix is SplitMix64's finaliser: a per-proxy shuffle of piece indexes.
+func mix(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	return x ^ x>>31
+}

@@ -1,0 +1,364 @@
+package plan
+
+import (
+	"reflect"
+	"testing"
+	"time"
+)
+
+var testConfig = Config{
+	UrgentPieces:   1,
+	ReadaheadBytes: 200, // two pieces
+	HeadBytes:      100,
+	MaxRuns:        2,
+	MaxRunBytes:    300,
+	FillRunBytes:   100,
+	Lead:           2 * time.Second,
+	FirstGrace:     300 * time.Millisecond,
+	PeerStall:      2 * time.Second,
+	OriginCopies:   2,
+}
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// state is a 20-piece file of 100-byte pieces, nothing held, peers
+// connected that have every piece, peers delivering.
+func state() *State {
+	const n = 20
+	st := &State{Now: t0, Size: n * 100, PieceLength: 100, Have: make([]bool, n), Avail: make([]int, n),
+		Peers: 3, LastPeerData: t0, Seed: 1, OriginPieces: 1000}
+	for i := range st.Avail {
+		st.Avail[i] = 3
+	}
+	return st
+}
+
+// download is a reader without a pace that started at byte 0 a while ago
+// and now reads byte pos (past piece 0, which the tests hold).
+func download(pos int64) Reader { return Reader{Pos: pos, Since: t0.Add(-time.Minute)} }
+
+// player reads at 100 bytes a second (a piece a second).
+func player(pos int64) Reader {
+	return Reader{Pos: pos, Since: t0.Add(-time.Minute), Pace: 100}
+}
+
+func TestPlan(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(st *State)
+		start []Start // nil: no request starts
+		cut   []Cut
+		prio  map[int]Priority
+		check func(t *testing.T, st *State, d *Decision)
+	}{{
+		name: "no peers: the origin serves a new playhead and what follows, in order",
+		setup: func(st *State) {
+			st.Peers, st.Avail = 0, make([]int, 20)
+			st.Have[0] = false
+			st.Readers = []Reader{{Pos: 0, Since: t0}}
+		},
+		start: []Start{{First: 0, End: 3, Offset: 0, Urgent: true}},
+		prio:  map[int]Priority{0: None, 2: None, 3: Normal, 19: Normal},
+	}, {
+		name: "no peers, run full: the rest fills in order from the playhead",
+		setup: func(st *State) {
+			st.Peers, st.Avail = 0, make([]int, 20)
+			st.Readers = []Reader{download(500)}
+			st.Have[5] = true
+			st.Runs = []Run{{Next: 5, End: 6}}
+			st.Have[5] = false
+		},
+		start: []Start{{First: 6, End: 9, Offset: 600}},
+	}, {
+		name: "the first bytes never wait on the swarm: no connected peer has them",
+		setup: func(st *State) {
+			st.Avail[5] = 0
+			st.Readers = []Reader{{Pos: 550, Start: 550, Since: t0}}
+		},
+		start: []Start{{First: 5, End: 6, Offset: 550, Urgent: true}},
+		prio:  map[int]Priority{5: None, 6: Readahead, 8: Normal},
+	}, {
+		name: "a new playhead a peer has waits FirstGrace for it",
+		setup: func(st *State) {
+			st.Readers = []Reader{{Pos: 550, Start: 550, Since: t0.Add(-100 * time.Millisecond)}}
+		},
+		prio: map[int]Priority{4: None, 5: Now, 6: Readahead, 8: Normal, 19: Normal},
+	}, {
+		name: "after FirstGrace the origin takes the piece under a new playhead",
+		setup: func(st *State) {
+			st.Readers = []Reader{{Pos: 550, Start: 550, Since: t0.Add(-300 * time.Millisecond)}}
+		},
+		start: []Start{{First: 5, End: 6, Offset: 550, Urgent: true}},
+	}, {
+		name: "the tracker named peers not connected yet: a new playhead waits FirstGrace, nothing else starts",
+		setup: func(st *State) {
+			st.Peers, st.Connecting, st.Avail = 0, true, make([]int, 20)
+			st.Have[0] = false
+			st.Readers = []Reader{{Pos: 0, Since: t0.Add(-100 * time.Millisecond)}}
+		},
+		prio: map[int]Priority{0: Now, 1: Readahead, 3: Normal},
+	}, {
+		name: "the tracker named peers not connected yet: after FirstGrace the origin takes a new playhead",
+		setup: func(st *State) {
+			st.Peers, st.Connecting, st.Avail = 0, true, make([]int, 20)
+			st.Have[0] = false
+			st.Readers = []Reader{{Pos: 0, Since: t0.Add(-300 * time.Millisecond)}}
+		},
+		start: []Start{{First: 0, End: 3, Offset: 0, Urgent: true}},
+	}, {
+		name: "download, budget spent: the origin takes only what no connected peer has",
+		setup: func(st *State) {
+			st.Avail[7], st.Avail[12] = 0, 0
+			st.Readers = []Reader{download(0)}
+		},
+		check: func(t *testing.T, st *State, d *Decision) {
+			got := map[int]bool{}
+			for _, s := range d.Start {
+				if s.End != s.First+1 || s.Urgent {
+					t.Errorf("start %+v: want a one-piece fill", s)
+				}
+				got[s.First] = true
+			}
+			if !reflect.DeepEqual(got, map[int]bool{7: true, 12: true}) {
+				t.Errorf("origin pieces %v, want 7 and 12", got)
+			}
+			if d.Priority[7] != None || d.Priority[12] != None || d.Priority[8] != Normal {
+				t.Errorf("priorities 7, 12, 8 = %v %v %v: the origin's pieces are wanted from no peer", d.Priority[7], d.Priority[12], d.Priority[8])
+			}
+		},
+	}, {
+		name: "download waits for peers while they deliver what it reads",
+		setup: func(st *State) {
+			st.Readers = []Reader{download(550)}
+		},
+		prio: map[int]Priority{5: Now, 6: Readahead, 7: Readahead, 8: Normal},
+	}, {
+		name: "download: peers that have its piece but deliver nothing for PeerStall lose it to the origin",
+		setup: func(st *State) {
+			st.LastPeerData = t0.Add(-2 * time.Second)
+			st.Readers = []Reader{download(550)}
+		},
+		start: []Start{{First: 5, End: 6, Offset: 550, Urgent: true}},
+	}, {
+		name: "download within budget: the origin takes the rarest piece peers have",
+		setup: func(st *State) {
+			st.OriginPieces = 0 // budget: 2 copies / 4 proxies = 10 pieces
+			st.Avail[13], st.Avail[4] = 1, 2
+			st.Readers = []Reader{download(0)}
+			st.Have[0] = true
+		},
+		start: []Start{{First: 13, End: 14, Offset: 1300}, {First: 4, End: 5, Offset: 400}},
+	}, {
+		name: "download at its budget: no more pieces peers have",
+		setup: func(st *State) {
+			st.OriginPieces = 9
+			st.Runs = []Run{{Next: 10, End: 11}}
+			st.Readers = []Reader{download(0)}
+			st.Have[0] = true
+		},
+	}, {
+		name: "connected proxies split the pieces nobody has by rank",
+		setup: func(st *State) {
+			st.Avail = make([]int, 20)
+			st.Readers = []Reader{download(0)}
+		},
+		check: func(t *testing.T, st *State, d *Decision) {
+			taken := map[int]int{}
+			for rank := range 4 { // Peers 3: four proxies
+				st.Rank, st.Seed = rank, uint64(rank)*7919
+				Plan(&testConfig, st, d)
+				if len(d.Start) != 2 {
+					t.Fatalf("rank %d: starts %+v, want two fills", rank, d.Start)
+				}
+				for _, s := range d.Start {
+					for i := s.First; i < s.End; i++ {
+						if other, ok := taken[i]; ok {
+							t.Errorf("piece %d taken by ranks %d and %d", i, other, rank)
+						}
+						taken[i] = rank
+					}
+				}
+			}
+		},
+	}, {
+		name: "its share fetched, a proxy takes any piece nobody has, in its own order",
+		setup: func(st *State) {
+			st.Avail = make([]int, 20)
+			st.Readers = []Reader{download(0)}
+			for i := range st.Have {
+				st.Have[i] = i == 0 || mix(uint64(i))%4 == 0 // and rank 0's share
+			}
+		},
+		check: func(t *testing.T, st *State, d *Decision) {
+			seen := map[int]bool{}
+			for seed := range uint64(8) {
+				st.Seed = seed
+				Plan(&testConfig, st, d)
+				if len(d.Start) == 0 {
+					t.Fatal("nothing started")
+				}
+				for _, s := range d.Start {
+					seen[s.First] = true
+				}
+			}
+			if len(seen) < 6 {
+				t.Errorf("8 seeds' origin pieces cover %d distinct pieces: %v", len(seen), seen)
+			}
+		},
+	}, {
+		name: "the budget is shared among the swarm the tracker counts, not only the peers connected",
+		setup: func(st *State) {
+			st.OriginPieces, st.Swarm = 2, 20 // budget: 2 copies / 20 proxies = 2 pieces
+			st.Readers = []Reader{download(0)}
+		},
+	}, {
+		name: "player: the origin takes only pieces due within Lead",
+		setup: func(st *State) {
+			st.Readers = []Reader{player(500)}
+		},
+		start: []Start{{First: 5, End: 7, Offset: 500, Urgent: true}},
+		prio:  map[int]Priority{5: None, 6: None, 7: Readahead, 8: None},
+	}, {
+		name: "the file's head is wanted from peers only",
+		setup: func(st *State) {
+			st.Have[0] = false
+			st.Readers = []Reader{player(1500)}
+		},
+		start: []Start{{First: 15, End: 17, Offset: 1500, Urgent: true}},
+		prio:  map[int]Priority{0: Normal, 1: None},
+	}, {
+		name: "player whose near pieces arrived: the rest is left to peers",
+		setup: func(st *State) {
+			st.Have[5], st.Have[6] = true, true
+			st.Readers = []Reader{player(500)}
+		},
+		prio: map[int]Priority{5: None, 7: Readahead, 8: None},
+	}, {
+		name: "player ahead of every peer: a due run extends over pieces nobody has",
+		setup: func(st *State) {
+			for i := 5; i < 20; i++ {
+				st.Avail[i] = 0
+			}
+			st.Readers = []Reader{player(500)}
+		},
+		start: []Start{{First: 5, End: 8, Offset: 500, Urgent: true}},
+	}, {
+		name: "the swarm completed the piece an origin run receives: abandoned",
+		setup: func(st *State) {
+			st.Readers = []Reader{download(0)}
+			st.Runs = []Run{{Next: 3, End: 6}}
+			st.Have[3] = true
+		},
+		cut: []Cut{{Run: 0, End: 3}},
+	}, {
+		name: "the swarm completed a later piece of a run: the run ends before it",
+		setup: func(st *State) {
+			st.Readers = []Reader{download(0)}
+			st.Runs = []Run{{Next: 3, End: 6}}
+			st.Have[4] = true
+		},
+		cut:  []Cut{{Run: 0, End: 4}},
+		prio: map[int]Priority{3: None, 4: None, 5: Normal},
+	}, {
+		name:  "nobody reads: runs finish the piece under way and stop",
+		setup: func(st *State) { st.Runs = []Run{{Next: 3, End: 6}} },
+		cut:   []Cut{{Run: 0, End: 4}},
+		prio:  map[int]Priority{0: None, 5: None},
+	}, {
+		name: "a waiting reader takes the slots of runs that fill the file",
+		setup: func(st *State) {
+			st.Avail[15] = 0
+			st.Readers = []Reader{download(0), {Pos: 1500, Start: 1500, Since: t0}}
+			st.Runs = []Run{{Next: 1, End: 3}, {Next: 10, End: 11}}
+		},
+		cut: []Cut{{Run: 0, End: 2}},
+	}, {
+		name: "no filling while a reader waits on the origin",
+		setup: func(st *State) {
+			st.Avail[15] = 0
+			st.Readers = []Reader{download(0)}
+			st.Runs = []Run{{Next: 1, End: 2, Urgent: true}}
+		},
+	}, {
+		name: "after a failed request, nothing starts until RetryAt",
+		setup: func(st *State) {
+			st.Peers, st.Avail = 0, make([]int, 20)
+			st.Readers = []Reader{{Pos: 0, Since: t0}}
+			st.RetryAt = t0.Add(time.Millisecond)
+		},
+	}, {
+		name: "held pieces and pieces past the end are wanted from nobody",
+		setup: func(st *State) {
+			st.Have[6] = true
+			st.Readers = []Reader{download(550), download(2000)}
+		},
+		prio: map[int]Priority{6: None, 7: Readahead, 5: Now},
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st := state()
+			st.Have[0] = true
+			tc.setup(st)
+			var d Decision
+			Plan(&testConfig, st, &d)
+			if tc.check != nil {
+				tc.check(t, st, &d)
+				return
+			}
+			if len(d.Start) > 0 || tc.start != nil {
+				if !reflect.DeepEqual(d.Start, tc.start) {
+					t.Errorf("start %+v, want %+v", d.Start, tc.start)
+				}
+			}
+			if len(d.Cut) > 0 || tc.cut != nil {
+				if !reflect.DeepEqual(d.Cut, tc.cut) {
+					t.Errorf("cut %+v, want %+v", d.Cut, tc.cut)
+				}
+			}
+			for i, p := range tc.prio {
+				if d.Priority[i] != p {
+					t.Errorf("priority of piece %d = %d, want %d", i, d.Priority[i], p)
+				}
+			}
+		})
+	}
+}
+
+// TestPlanReuse: a Decision reused across calls carries nothing over.
+func TestPlanReuse(t *testing.T) {
+	st := state()
+	st.Have[0] = true
+	st.Avail[7] = 0
+	st.Readers = []Reader{download(0)}
+	var d Decision
+	Plan(&testConfig, st, &d)
+	st.Have[7] = true
+	st.Readers = nil
+	Plan(&testConfig, st, &d)
+	if len(d.Start) != 0 || len(d.Cut) != 0 {
+		t.Fatalf("second plan: start %v cut %v, want none", d.Start, d.Cut)
+	}
+	for i, p := range d.Priority {
+		if p != None {
+			t.Fatalf("piece %d priority %d with no reader", i, p)
+		}
+	}
+}
+
+// BenchmarkPlan is one scheduling round of a 1024-piece download in a
+// swarm of 20, the proxy's every-tick cost.
+func BenchmarkPlan(b *testing.B) {
+	const n = 1024
+	st := &State{Now: t0, Size: n * 100, PieceLength: 100, Have: make([]bool, n), Avail: make([]int, n),
+		Peers: 19, Rank: 3, Swarm: 20, LastPeerData: t0, Seed: 1, OriginPieces: 40,
+		Readers: []Reader{download(50 * 100)}, Runs: []Run{{Next: 300, End: 302}}}
+	for i := range n {
+		st.Have[i] = i%3 == 0
+		st.Avail[i] = i % 7
+	}
+	var d Decision
+	b.ReportAllocs()
+	for b.Loop() {
+		Plan(&testConfig, st, &d)
+	}
+}
