@@ -2,7 +2,6 @@ package byterange
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -45,8 +44,8 @@ type Content struct {
 
 // Serve answers r from c following RFC 9110 and net/http's serveContent:
 // preconditions (412, 304), If-Range, Range (206 single part or
-// multipart/byteranges, 416, 400 for a malformed header), HEAD without a
-// body. Range is honoured on GET and HEAD only.
+// multipart/byteranges, 416 for an unsatisfiable or malformed range), HEAD
+// without a body. Range is honoured on GET and HEAD only.
 //
 // It returns a non-nil error only when opening or copying the body failed
 // (or c.Size is negative, before anything is written). If the first Open
@@ -77,13 +76,11 @@ func Serve(w http.ResponseWriter, r *http.Request, c *Content) error {
 		return nil
 	}
 	ranges, err := parseRequestRange(r, rangeHeader, c.Size)
-	switch {
-	case errors.Is(err, ErrUnsatisfiable):
+	if err != nil {
+		// Unsatisfiable or malformed: both are refused the way nginx
+		// refuses them, with the size a client needs to ask again.
 		h.Set("Content-Range", "bytes */"+strconv.FormatInt(c.Size, 10))
 		serveError(w, err.Error(), http.StatusRequestedRangeNotSatisfiable)
-		return nil
-	case err != nil:
-		serveError(w, err.Error(), http.StatusBadRequest)
 		return nil
 	}
 	if len(ranges) > maxRanges || exceeds(ranges, c.Size) {
@@ -111,9 +108,11 @@ func parseRequestRange(r *http.Request, header string, size int64) ([]Range, err
 	if header == "" || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
 		return nil, nil
 	}
-	// Range is a singleton field: two of them cannot be told apart.
+	// Range is a singleton field: of two, neither is more the client's
+	// than the other, so both are ignored and the whole representation,
+	// which cannot be misread, is sent.
 	if len(r.Header.Values("Range")) > 1 {
-		return nil, fmt.Errorf("%w: more than one Range field", ErrMalformed)
+		return nil, nil
 	}
 	return Parse(header, size)
 }
