@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -240,16 +241,30 @@ func TestTraversal(t *testing.T) {
 			}
 		})
 	}
+	var paths []string
 	for _, e := range o.catalogAfterScan(t) {
-		if e.Path != "films/a.mp4" {
-			t.Errorf("catalog lists %q", e.Path)
-		}
+		paths = append(paths, e.Path)
+	}
+	if want := []string{"films/a.mp4"}; !slices.Equal(paths, want) {
+		t.Errorf("catalog lists %q, want %q", paths, want)
 	}
 }
 
-// catalogAfterScan waits for one more scan and returns the catalog.
+// catalogAfterScan returns the catalog as a scan that started after the
+// call left it: it adds a marker file, waits until a scan lists it (that
+// scan walked the whole tree), removes it and waits until a scan drops it.
 func (o *testOrigin) catalogAfterScan(t *testing.T) []CatalogEntry {
-	time.Sleep(100 * time.Millisecond)
+	t.Helper()
+	const marker = "zz-scan-marker.bin"
+	listed := func() bool {
+		return slices.ContainsFunc(o.catalog(t), func(e CatalogEntry) bool { return e.Path == marker })
+	}
+	p := writeFile(t, o.media, marker, []byte("marker"))
+	eventually(t, "a scan to list the marker", listed)
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a scan to drop the marker", func() bool { return !listed() })
 	return o.catalog(t)
 }
 

@@ -2,6 +2,10 @@ package tracker
 
 import (
 	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -43,13 +47,62 @@ func TestConfigDefaults(t *testing.T) {
 	}
 }
 
+// TestRunStopsWithContext: Run serves on its listener until the context
+// ends, then returns nil and stops listening.
 func TestRunStopsWithContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	logs := make(logLines, 64)
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, Config{Token: "t", DataDir: t.TempDir(), Listen: "127.0.0.1:0"}) }()
-	time.Sleep(100 * time.Millisecond)
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Run: %v", err)
+	go func() {
+		done <- Run(ctx, Config{Token: testToken, DataDir: t.TempDir(), Listen: "127.0.0.1:0",
+			Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	}()
+	var addr string
+	for addr == "" {
+		select {
+		case line := <-logs:
+			var rec struct{ Msg, Addr string }
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "tracker listening" {
+				addr = rec.Addr
+			}
+		case err := <-done:
+			t.Fatalf("Run returned before listening: %v", err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("Run did not log its address within 10 s")
+		}
 	}
+	resp, err := http.Get("http://" + addr + "/healthz")
+	if err != nil {
+		t.Fatalf("tracker not serving on %s: %v", addr, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/healthz: %s", resp.Status)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10 s of the context's end")
+	}
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Errorf("%s still accepts connections after Run returned", addr)
+	}
+}
+
+// logLines passes each log record (a slog handler writes one a Write) to
+// the test, dropping records nobody reads in time.
+type logLines chan string
+
+func (l logLines) Write(p []byte) (int, error) {
+	select {
+	case l <- string(p):
+	default:
+	}
+	return len(p), nil
 }
