@@ -250,16 +250,18 @@ func TestTraversal(t *testing.T) {
 	}
 }
 
+// scanMarker is the file catalogAfterScan adds and removes.
+const scanMarker = "zz-scan-marker.bin"
+
 // catalogAfterScan returns the catalog as a scan that started after the
 // call left it: it adds a marker file, waits until a scan lists it (that
 // scan walked the whole tree), removes it and waits until a scan drops it.
 func (o *testOrigin) catalogAfterScan(t *testing.T) []CatalogEntry {
 	t.Helper()
-	const marker = "zz-scan-marker.bin"
 	listed := func() bool {
-		return slices.ContainsFunc(o.catalog(t), func(e CatalogEntry) bool { return e.Path == marker })
+		return slices.ContainsFunc(o.catalog(t), func(e CatalogEntry) bool { return e.Path == scanMarker })
 	}
-	p := writeFile(t, o.media, marker, []byte("marker"))
+	p := writeFile(t, o.media, scanMarker, []byte("marker"))
 	eventually(t, "a scan to list the marker", listed)
 	if err := os.Remove(p); err != nil {
 		t.Fatal(err)

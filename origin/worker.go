@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,8 +24,11 @@ import (
 func (s *Server) scanLoop(ctx context.Context) {
 	t := time.NewTicker(s.cfg.ScanInterval)
 	defer t.Stop()
+	// unservable holds the names the last scan skipped because no key can
+	// name them, so that each is warned about once, not every scan.
+	unservable := map[string]bool{}
 	for {
-		switch err := s.scan(ctx); {
+		switch err := s.scan(ctx, unservable); {
 		case err == nil:
 			s.ready.Store(true)
 		case ctx.Err() == nil:
@@ -39,11 +44,17 @@ func (s *Server) scanLoop(ctx context.Context) {
 
 // scan walks the media once: every regular, non-hidden file is recorded
 // (and queued if new, changed or not registered yet), every file no longer
-// there is dropped.
-func (s *Server) scan(ctx context.Context) error {
+// there is dropped. A file whose name cannot be a key (not valid UTF-8,
+// longer than 1024 bytes) is skipped, with a warning the first time:
+// unservable holds the names skipped so far and is left holding those of
+// this scan. Registering it under an escaped name instead would give the
+// file a second name that the tracker, the .torrent and every proxy URL
+// would have to translate back; renaming the file is the operator's fix.
+func (s *Server) scan(ctx context.Context, unservable map[string]bool) error {
 	// A new scan gives a tracker that failed another chance.
 	s.trackerDown.Store(false)
 	seen := make(map[string]bool)
+	skipped := make(map[string]bool)
 	now := time.Now()
 	err := fs.WalkDir(s.root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
 		if cerr := ctx.Err(); cerr != nil {
@@ -72,7 +83,11 @@ func (s *Server) scan(ctx context.Context) error {
 		}
 		clean, err := fileinfo.CleanPath(p)
 		if err != nil {
-			s.log.Warn("scan: skipping unservable name", "path", p, "err", err)
+			if !unservable[p] {
+				s.log.Warn("scan: skipping a file whose name cannot be served; rename it to serve it (warned once)",
+					"path", strconv.Quote(p), "err", err)
+			}
+			skipped[p] = true
 			return nil
 		}
 		st, err := d.Info()
@@ -87,6 +102,9 @@ func (s *Server) scan(ctx context.Context) error {
 		return fmt.Errorf("walk %s: %w", s.cfg.Media, err)
 	}
 	s.cat.retain(seen)
+	// A name renamed away and back is warned about again.
+	clear(unservable)
+	maps.Copy(unservable, skipped)
 	return nil
 }
 
