@@ -25,7 +25,7 @@ import (
 	"github.com/p2sp/p2sp/metrics"
 )
 
-const testToken = "test-token"
+const testToken = "test-token-of-the-origin-tests"
 
 // testOrigin is a real origin serving on 127.0.0.1:0.
 type testOrigin struct {

@@ -355,12 +355,15 @@ func TestConfig(t *testing.T) {
 		cfg  Config
 	}{
 		{"no token", Config{Media: media}},
-		{"no media", Config{Token: "t"}},
-		{"media missing", Config{Token: "t", Media: filepath.Join(media, "nope")}},
-		{"media is a file", Config{Token: "t", Media: file}},
-		{"bad tracker url", Config{Token: "t", Media: media, TrackerURL: "tracker:7070"}},
-		{"bad public url", Config{Token: "t", Media: media, PublicURL: "ftp://x"}},
-		{"negative rate", Config{Token: "t", Media: media, RateLimit: -1}},
+		{"one-byte token", Config{Token: "x", Media: media}},
+		{"a space for a token", Config{Token: " ", Media: media}},
+		{"15 bytes once trimmed", Config{Token: " 0123456789abcde\t", Media: media}},
+		{"no media", Config{Token: testToken}},
+		{"media missing", Config{Token: testToken, Media: filepath.Join(media, "nope")}},
+		{"media is a file", Config{Token: testToken, Media: file}},
+		{"bad tracker url", Config{Token: testToken, Media: media, TrackerURL: "tracker:7070"}},
+		{"bad public url", Config{Token: testToken, Media: media, PublicURL: "ftp://x"}},
+		{"negative rate", Config{Token: testToken, Media: media, RateLimit: -1}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -374,7 +377,7 @@ func TestConfig(t *testing.T) {
 }
 
 func TestNotReadyBeforeFirstScan(t *testing.T) {
-	s, err := New(Config{Media: t.TempDir(), Token: "t", Registry: metrics.NewRegistry()})
+	s, err := New(Config{Media: t.TempDir(), Token: testToken, Registry: metrics.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}

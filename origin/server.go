@@ -29,6 +29,7 @@ type Server struct {
 	cat         *catalog
 	reportLimit *httpapi.IPLimiter
 	reportBook  *reportBook
+	authGuard   *httpapi.AuthGuard
 	health      httpapi.Health
 	engine      *gin.Engine
 	// key signs every file info the origin registers.
@@ -67,6 +68,7 @@ func New(cfg Config) (*Server, error) {
 		cat:         newCatalog(m, cfg.TrackerURL != "", cfg.ScanInterval),
 		reportLimit: httpapi.NewIPLimiter(reportRate, reportBurst, maxReportAddrs),
 		reportBook:  newReportBook(reportWindow, wholeFileVoters, maxReportAddrs),
+		authGuard:   httpapi.NewAuthGuard(),
 	}
 	if cfg.KeyFile != "" {
 		s.key, err = LoadOrCreateKey(cfg.KeyFile)

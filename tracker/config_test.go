@@ -19,11 +19,14 @@ func TestConfigRefused(t *testing.T) {
 		want string
 	}{
 		{"no token", Config{DataDir: dir}, "token"},
-		{"no data dir", Config{Token: "t"}, "data directory"},
-		{"bad public URL", Config{Token: "t", DataDir: dir, PublicURL: "ftp://x"}, "public URL"},
-		{"negative TTL", Config{Token: "t", DataDir: dir, PeerTTL: -time.Second}, "negative"},
-		{"store not redis", Config{Token: "t", Store: "mysql://db/x"}, "not a redis:// URL"},
-		{"redis not answering", Config{Token: "t", Store: "redis://" + closedAddr(t) + "/0"}, "store"},
+		{"one-byte token", Config{Token: "x", DataDir: dir}, "at least 16"},
+		{"a space for a token", Config{Token: " ", DataDir: dir}, "token is required"},
+		{"15 bytes once trimmed", Config{Token: "  0123456789abcde\n", DataDir: dir}, "at least 16"},
+		{"no data dir", Config{Token: testToken}, "data directory"},
+		{"bad public URL", Config{Token: testToken, DataDir: dir, PublicURL: "ftp://x"}, "public URL"},
+		{"negative TTL", Config{Token: testToken, DataDir: dir, PeerTTL: -time.Second}, "negative"},
+		{"store not redis", Config{Token: testToken, Store: "mysql://db/x"}, "not a redis:// URL"},
+		{"redis not answering", Config{Token: testToken, Store: "redis://" + closedAddr(t) + "/0"}, "store"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := New(t.Context(), tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -37,9 +40,12 @@ func TestConfigRefused(t *testing.T) {
 }
 
 func TestConfigDefaults(t *testing.T) {
-	c, err := Config{Token: "t", DataDir: "d", PublicURL: "https://t.example/"}.withDefaults()
+	c, err := Config{Token: " " + testToken + "\n", DataDir: "d", PublicURL: "https://t.example/"}.withDefaults()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if c.Token != testToken {
+		t.Errorf("token %q, want it trimmed to %q", c.Token, testToken)
 	}
 	if c.AnnounceInterval != 30*time.Second || c.PeerTTL != 90*time.Second || c.Registry == nil ||
 		c.Logger == nil || c.Listen == "" || c.PublicURL != "https://t.example" {
