@@ -58,6 +58,10 @@ type Config struct {
 	HTTPClient *http.Client
 	// Logger logs hashing and registration; nil means slog.Default().
 	Logger *slog.Logger
+	// Timeouts bound idle connections, slow request headers and bodies,
+	// and clients that stop reading; zero fields take httpapi's defaults,
+	// which never cut a response that keeps moving.
+	Timeouts httpapi.Timeouts
 }
 
 // withDefaults returns c with every default applied, or an error saying
