@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,7 +44,7 @@ func (s *Server) serveFile(c *gin.Context) error {
 	content := &byterange.Content{
 		Size:        st.Size(),
 		ModTime:     st.ModTime(),
-		ETag:        etag(st.Size(), st.ModTime()),
+		ETag:        s.cat.etag(p, versionOf(st)),
 		ContentType: byterange.TypeByName(p),
 		Name:        path.Base(p),
 		Open:        s.opener(f, requestPriority(c.Request)),
@@ -122,13 +121,6 @@ func hidden(p string) bool {
 		}
 	}
 	return false
-}
-
-// etag is the strong entity tag of a file version, as nginx derives it
-// from the modification time and the size (in nanoseconds here, so that a
-// rewrite within the same second is still a new version).
-func etag(size int64, modTime time.Time) string {
-	return fmt.Sprintf("\"%x-%x\"", modTime.UnixNano(), size)
 }
 
 // countingWriter counts the body bytes written through it, keeping the

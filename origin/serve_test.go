@@ -2,7 +2,8 @@ package origin
 
 import (
 	"bytes"
-	"fmt"
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -27,7 +28,13 @@ func TestServeRanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantETag := fmt.Sprintf("\"%x-%x\"", st.ModTime().UnixNano(), st.Size())
+	// Once hashed, the ETag is the content's.
+	sum := sha256.Sum256(data)
+	wantETag := `"sha256-` + hex.EncodeToString(sum[:]) + `"`
+	eventually(t, "the file hashed", func() bool {
+		cat := o.catalog(t)
+		return len(cat) == 1 && cat[0].ETag == wantETag
+	})
 	url := o.url + "/files/films/a%20film.mp4"
 
 	tests := []struct {
@@ -389,4 +396,48 @@ func TestNotReadyBeforeFirstScan(t *testing.T) {
 			t.Errorf("%s: %d, want %d", path, rec.Code, want)
 		}
 	}
+}
+
+// TestSameMTimeRewrite: content rewritten with its size and modification
+// time kept gets a new ETag at once (If-Range with the old one answers the
+// whole new file), and once rehashed its new content's; the same bytes
+// written again keep their ETag.
+func TestSameMTimeRewrite(t *testing.T) {
+	o := startOrigin(t, Config{})
+	a, b := randomBytes(4096, 21), randomBytes(4096, 22)
+	p := writeFile(t, o.media, "r.mp4", a)
+	url := o.url + "/files/r.mp4"
+	content := func(data []byte) string {
+		sum := sha256.Sum256(data)
+		return `"sha256-` + hex.EncodeToString(sum[:]) + `"`
+	}
+	servedETag := func() string {
+		resp, _ := get(t, http.MethodHead, url, nil)
+		return resp.Header.Get("ETag")
+	}
+	eventually(t, "the first version hashed", func() bool { return servedETag() == content(a) })
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rewrite := func(data []byte) {
+		t.Helper()
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, st.ModTime(), st.ModTime()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rewrite(b)
+	if got := servedETag(); got == content(a) {
+		t.Fatalf("ETag %s still the old content's after a same-mtime rewrite", got)
+	}
+	resp, body := get(t, http.MethodGet, url, map[string]string{"Range": "bytes=0-3", "If-Range": content(a)})
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, b) {
+		t.Errorf("If-Range with the old content's ETag: %d, %d bytes; want 200 with the new file", resp.StatusCode, len(body))
+	}
+	eventually(t, "the new version hashed", func() bool { return servedETag() == content(b) })
+	rewrite(b)
+	eventually(t, "the same bytes rehashed", func() bool { return servedETag() == content(b) })
 }
