@@ -264,14 +264,14 @@ func (c *catalog) markRegistered(info *fileinfo.Info) {
 }
 
 // etag returns the entity tag of path in version v: the content's when
-// v is the version hashed, else v's own.
-func (c *catalog) etag(path string, v version) string {
+// v is the version hashed (hashed is then true), else v's own.
+func (c *catalog) etag(path string, v version) (etag string, hashed bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e := c.files[path]; e != nil && e.info != nil && e.hashed.equal(v) {
-		return e.info.ETag
+		return e.info.ETag, true
 	}
-	return v.statETag()
+	return v.statETag(), false
 }
 
 // info returns path's hash if it describes the current version.

@@ -441,3 +441,38 @@ func TestSameMTimeRewrite(t *testing.T) {
 	rewrite(b)
 	eventually(t, "the same bytes rehashed", func() bool { return servedETag() == content(b) })
 }
+
+// TestRestartAnswersContentETag: just after a restart, before the
+// background hash reaches a file, a request holding the file's content
+// ETag in If-Range gets the range (the origin hashes the file for it), not
+// the whole file, which would make a proxy drop what it holds.
+func TestRestartAnswersContentETag(t *testing.T) {
+	media := t.TempDir()
+	data := randomBytes(1<<20, 31)
+	writeFile(t, media, "big.mp4", data)
+	writeFile(t, media, "small.mp4", []byte("hashed first"))
+	sum := sha256.Sum256(data)
+	want := `"sha256-` + hex.EncodeToString(sum[:]) + `"`
+	first := startOrigin(t, Config{Media: media})
+	eventually(t, "the first origin's hash", func() bool {
+		resp, _ := get(t, http.MethodHead, first.url+"/files/big.mp4", nil)
+		return resp.Header.Get("ETag") == want
+	})
+	// The restarted origin's one hashing worker is held up registering
+	// the smallest file with a tracker that never answers, so only the
+	// request can have the big file hashed.
+	hung := make(chan struct{})
+	tracker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-hung:
+		case <-r.Context().Done():
+		}
+	}))
+	defer tracker.Close()
+	defer close(hung)
+	restarted := startOrigin(t, Config{Media: media, TrackerURL: tracker.URL})
+	resp, body := get(t, http.MethodGet, restarted.url+"/files/big.mp4", map[string]string{"Range": "bytes=10-19", "If-Range": want})
+	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, data[10:20]) || resp.Header.Get("ETag") != want {
+		t.Fatalf("after a restart: %d, ETag %s, %d bytes; want 206 with %s", resp.StatusCode, resp.Header.Get("ETag"), len(body), want)
+	}
+}
