@@ -56,7 +56,9 @@ type Config struct {
 	AnnounceInterval time.Duration
 	// ScanInterval is the origin's media scan period (0: its default).
 	ScanInterval time.Duration
-	Logger       *slog.Logger
+	// Timeouts are the tracker's and the origin's (zero: their defaults).
+	Timeouts httpapi.Timeouts
+	Logger   *slog.Logger
 }
 
 // Cluster is a running system.
@@ -145,6 +147,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		tr, err := tracker.New(ctx, tracker.Config{
 			DataDir: filepath.Join(c.Dir, "tracker"), Token: c.Token, PublicURL: httpapi.URL(ln),
 			AnnounceInterval: cfg.AnnounceInterval, Registry: s.Registry, Logger: log.With("component", "tracker"),
+			Timeouts: cfg.Timeouts,
 		})
 		if err != nil {
 			return nil, err
@@ -158,7 +161,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		o, err := origin.New(origin.Config{
 			Media: c.Media, DataDir: c.OriginData, TrackerURL: c.Tracker.URL, PublicURL: httpapi.URL(ln), Token: c.Token,
 			RateLimit: cfg.RateLimit, ScanInterval: cfg.ScanInterval, Registry: s.Registry,
-			Logger: log.With("component", "origin"),
+			Logger: log.With("component", "origin"), Timeouts: cfg.Timeouts,
 		})
 		if err != nil {
 			return nil, err

@@ -49,8 +49,8 @@ func TestStreamBytesIdentical(t *testing.T) {
 		t.Errorf("range past the end: %v %v, want 416 with Content-Range bytes */%d", resp, err, size)
 	}
 	resp, _, _ = get(t, streamURL(c.Proxies[1], "films/clip one.bin"), "bytes=abc")
-	if resp == nil || resp.StatusCode != http.StatusBadRequest {
-		t.Errorf("malformed range: %v, want 400", resp)
+	if resp == nil || resp.StatusCode != http.StatusRequestedRangeNotSatisfiable || resp.Header.Get("Content-Range") != fmt.Sprintf("bytes */%d", size) {
+		t.Errorf("malformed range: %v, want 416 with Content-Range bytes */%d", resp, size)
 	}
 	resp, _, _ = get(t, streamURL(c.Proxies[1], "films/nothing.bin"), "")
 	if resp == nil || resp.StatusCode != http.StatusNotFound {

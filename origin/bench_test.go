@@ -36,7 +36,7 @@ func BenchmarkHash(b *testing.B) {
 	b.SetBytes(size)
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := hashFile(context.Background(), root, "big.bin", hashed); err != nil {
+		if _, _, err := hashFile(context.Background(), root, "big.bin", hashed); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -29,12 +29,12 @@ type CatalogEntry struct {
 // entry is what the origin knows of one media file.
 type entry struct {
 	path string
-	// size and modTime are from the latest stat, scan or hasher's.
-	size    int64
-	modTime time.Time
-	// info is the latest hash; it describes the current version only if
-	// its Size and ModTime match size and modTime (see current).
-	info *fileinfo.Info
+	// stat is the latest version seen, by a scan or the hasher.
+	stat version
+	// info is the latest hash, of version hashed; it describes the
+	// current version only if hashed is stat (see current).
+	info   *fileinfo.Info
+	hashed version
 	// registered means the tracker accepted info.
 	registered bool
 	// force asks for a rehash even though size and modTime look
@@ -51,7 +51,16 @@ type entry struct {
 
 // current reports whether info describes the file's current version.
 func (e *entry) current() bool {
-	return e.info != nil && e.info.Size == e.size && e.info.ModTime.Equal(e.modTime)
+	return e.info != nil && e.hashed.equal(e.stat)
+}
+
+// etag is the entity tag of the current version: its content's once
+// hashed, its stat's before.
+func (e *entry) etag() string {
+	if e.current() {
+		return e.info.ETag
+	}
+	return e.stat.statETag()
 }
 
 func (e *entry) needsHash() bool { return e.force || !e.current() }
@@ -94,21 +103,21 @@ func newCatalog(m *metrics.Origin, registering bool, settle time.Duration) *cata
 // second observation found it unchanged. A file still being copied into the
 // media is then not hashed (and registered) half-written. It reports
 // whether the file was queued.
-func (c *catalog) observe(path string, size int64, modTime, now time.Time) bool {
+func (c *catalog) observe(path string, v version, now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.files[path]
 	switch {
 	case e == nil:
-		e = &entry{path: path, size: size, modTime: modTime, idx: -1}
+		e = &entry{path: path, stat: v, idx: -1}
 		c.files[path] = e
-		if now.Sub(modTime) < c.settle {
+		if now.Sub(v.modTime) < c.settle {
 			return false
 		}
-	case e.size != size || !e.modTime.Equal(modTime):
-		e.size, e.modTime = size, modTime
+	case !e.stat.equal(v):
+		e.stat = v
 		c.setRegistered(e, false)
-		if now.Sub(modTime) < c.settle {
+		if now.Sub(v.modTime) < c.settle {
 			if e.idx >= 0 {
 				heap.Remove(&c.queue, e.idx)
 				c.updateBacklog()
@@ -210,11 +219,11 @@ func (c *catalog) finish(j job) {
 
 // changed records a newer stat the worker saw while hashing; the next
 // scan queues the file again once it has settled.
-func (c *catalog) changed(path string, size int64, modTime time.Time) {
+func (c *catalog) changed(path string, v version) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e := c.files[path]; e != nil {
-		e.size, e.modTime = size, modTime
+		e.stat = v
 		c.setRegistered(e, false)
 		if e.idx >= 0 {
 			heap.Fix(&c.queue, e.idx)
@@ -222,20 +231,20 @@ func (c *catalog) changed(path string, size int64, modTime time.Time) {
 	}
 }
 
-// setInfo stores a fresh hash unless the file changed or was dropped
-// meanwhile. It reports whether info was stored.
-func (c *catalog) setInfo(info *fileinfo.Info) bool {
+// setInfo stores a fresh hash of version v unless the file changed or was
+// dropped meanwhile. It reports whether info was stored.
+func (c *catalog) setInfo(info *fileinfo.Info, v version) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.files[info.Path]
 	if e == nil {
 		return false
 	}
-	if e.size != info.Size || !e.modTime.Equal(info.ModTime) {
+	if !e.stat.equal(v) {
 		// The scanner saw a newer version and queued it already.
 		return false
 	}
-	e.info = info
+	e.info, e.hashed = info, v
 	c.setRegistered(e, false)
 	if e.idx >= 0 {
 		// A report queued it again during the hash: its rank changed.
@@ -252,6 +261,17 @@ func (c *catalog) markRegistered(info *fileinfo.Info) {
 	if e := c.files[info.Path]; e != nil && e.info == info && e.current() {
 		c.setRegistered(e, true)
 	}
+}
+
+// etag returns the entity tag of path in version v: the content's when
+// v is the version hashed (hashed is then true), else v's own.
+func (c *catalog) etag(path string, v version) (etag string, hashed bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.files[path]; e != nil && e.info != nil && e.hashed.equal(v) {
+		return e.info.ETag, true
+	}
+	return v.statETag(), false
 }
 
 // info returns path's hash if it describes the current version.
@@ -271,10 +291,10 @@ func (c *catalog) list() []CatalogEntry {
 	for _, e := range c.files {
 		out = append(out, CatalogEntry{
 			Path:        e.path,
-			Size:        e.size,
+			Size:        e.stat.size,
 			ContentType: byterange.TypeByName(e.path),
-			ETag:        etag(e.size, e.modTime),
-			ModTime:     e.modTime,
+			ETag:        e.etag(),
+			ModTime:     e.stat.modTime,
 			Registered:  e.registered && e.current(),
 		})
 	}
@@ -325,8 +345,8 @@ func (q queue) Less(i, j int) bool {
 	if ha != hb {
 		return !ha
 	}
-	if a.size != b.size {
-		return a.size < b.size
+	if a.stat.size != b.stat.size {
+		return a.stat.size < b.stat.size
 	}
 	return a.path < b.path
 }

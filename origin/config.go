@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/p2sp/p2sp/internal/httpapi"
 	"github.com/p2sp/p2sp/metrics"
 )
 
@@ -35,7 +36,8 @@ type Config struct {
 	// together, in bytes per second; 0 means unlimited.
 	RateLimit int64
 	// Token is the tracker's shared secret, sent as "Authorization:
-	// Bearer <Token>" when registering. Required.
+	// Bearer <Token>" when registering. Required, at least
+	// httpapi.MinTokenLen bytes once trimmed.
 	Token string
 	// DataDir keeps the users' credentials and lists (see AddUser); ""
 	// turns the /v1/users API off. It also keeps the signing key
@@ -56,14 +58,20 @@ type Config struct {
 	HTTPClient *http.Client
 	// Logger logs hashing and registration; nil means slog.Default().
 	Logger *slog.Logger
+	// Timeouts bound idle connections, slow request headers and bodies,
+	// and clients that stop reading; zero fields take httpapi's defaults,
+	// which never cut a response that keeps moving.
+	Timeouts httpapi.Timeouts
 }
 
 // withDefaults returns c with every default applied, or an error saying
 // which field is wrong. It is the only place defaults live.
 func (c Config) withDefaults() (Config, error) {
-	if c.Token == "" {
-		return c, errors.New("origin: a token is required")
+	tok, err := httpapi.CheckToken(c.Token)
+	if err != nil {
+		return c, fmt.Errorf("origin: %w", err)
 	}
+	c.Token = tok
 	if c.Media == "" {
 		return c, errors.New("origin: a media directory is required")
 	}

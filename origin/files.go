@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,10 +41,15 @@ func (s *Server) serveFile(c *gin.Context) error {
 		return httpapi.Errorf(http.StatusNotFound, "not found")
 	}
 	defer f.Close()
+	v := versionOf(st)
+	etag, hashed := s.cat.etag(p, v)
+	if !hashed && holdsContentETag(c.Request) {
+		etag = s.hashNow(c.Request.Context(), p, v)
+	}
 	content := &byterange.Content{
 		Size:        st.Size(),
 		ModTime:     st.ModTime(),
-		ETag:        etag(st.Size(), st.ModTime()),
+		ETag:        etag,
 		ContentType: byterange.TypeByName(p),
 		Name:        path.Base(p),
 		Open:        s.opener(f, requestPriority(c.Request)),
@@ -60,6 +64,29 @@ func (s *Server) serveFile(c *gin.Context) error {
 		return fmt.Errorf("serve %s: %w", p, err)
 	}
 	return nil
+}
+
+// holdsContentETag reports whether the request's preconditions name a
+// content ETag: a proxy fetching a registered file sends one in If-Range.
+func holdsContentETag(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("If-Range"), `"sha256-`) || strings.Contains(r.Header.Get("If-Match"), `"sha256-`)
+}
+
+// hashNow hashes p for a request that holds a content ETag the origin
+// cannot check yet (just after a restart, before the background hash
+// reached the file), once however many requests ask, and returns the ETag
+// of version v then. Without it the request's If-Range would fail, and a
+// proxy would drop what it holds of a file that did not change.
+func (s *Server) hashNow(ctx context.Context, p string, v version) string {
+	s.hashing.Do(p, func() (any, error) {
+		info, hv, err := s.hash(ctx, p)
+		if err == nil {
+			s.cat.setInfo(info, hv)
+		}
+		return nil, err
+	})
+	etag, _ := s.cat.etag(p, v)
+	return etag
 }
 
 // opener returns the byterange Open function over f. The first range reads
@@ -122,13 +149,6 @@ func hidden(p string) bool {
 		}
 	}
 	return false
-}
-
-// etag is the strong entity tag of a file version, as nginx derives it
-// from the modification time and the size (in nanoseconds here, so that a
-// rewrite within the same second is still a new version).
-func etag(size int64, modTime time.Time) string {
-	return fmt.Sprintf("\"%x-%x\"", modTime.UnixNano(), size)
 }
 
 // countingWriter counts the body bytes written through it, keeping the

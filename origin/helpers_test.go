@@ -25,7 +25,7 @@ import (
 	"github.com/p2sp/p2sp/metrics"
 )
 
-const testToken = "test-token"
+const testToken = "test-token-of-the-origin-tests"
 
 // testOrigin is a real origin serving on 127.0.0.1:0.
 type testOrigin struct {
@@ -36,7 +36,7 @@ type testOrigin struct {
 }
 
 // startOrigin starts an origin for cfg, filling in a media directory, a
-// token, a short scan interval and a registry where cfg has none, and
+// token, a short scan interval, a registry and a logger where cfg has none, and
 // waits until it is ready. It stops when the test ends.
 func startOrigin(t *testing.T, cfg Config) *testOrigin {
 	t.Helper()
@@ -52,7 +52,9 @@ func startOrigin(t *testing.T, cfg Config) *testOrigin {
 	if cfg.Registry == nil {
 		cfg.Registry = metrics.NewRegistry()
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -268,4 +270,39 @@ func (o *testOrigin) catalog(t *testing.T) []CatalogEntry {
 		t.Fatalf("catalog: %v", err)
 	}
 	return out
+}
+
+// logRecorder keeps the records of a JSON slog handler writing to it.
+type logRecorder struct {
+	mu      sync.Mutex
+	records []map[string]any
+}
+
+func (l *logRecorder) Write(p []byte) (int, error) {
+	var rec map[string]any
+	if err := json.Unmarshal(p, &rec); err != nil {
+		return 0, err
+	}
+	l.mu.Lock()
+	l.records = append(l.records, rec)
+	l.mu.Unlock()
+	return len(p), nil
+}
+
+// logger returns a logger that records everything from debug up.
+func (l *logRecorder) logger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// count returns how many records match.
+func (l *logRecorder) count(match func(rec map[string]any) bool) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, rec := range l.records {
+		if match(rec) {
+			n++
+		}
+	}
+	return n
 }

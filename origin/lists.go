@@ -59,7 +59,8 @@ func (s *Server) userRoutes(e *gin.Engine) {
 
 // authUser lets a request through only with "Authorization: Bearer
 // <token>" of the user named in the path: 401 without a token or with one
-// no user has, 403 with another user's.
+// no user has, 403 with another user's, 429 from an address whose tokens
+// were unknown too often (a request without a token is no guess).
 func (s *Server) authUser(c *gin.Context) error {
 	if s.users == nil {
 		return httpapi.Errorf(http.StatusNotFound, "user lists are off: the origin has no data directory")
@@ -70,11 +71,15 @@ func (s *Server) authUser(c *gin.Context) error {
 		c.Header("WWW-Authenticate", `Bearer realm="p2sp"`)
 		return httpapi.Errorf(http.StatusUnauthorized, "a user token is required (Authorization: Bearer TOKEN)")
 	}
+	if err := s.authGuard.Refused(c.Writer, c.Request); err != nil {
+		return err
+	}
 	owner, err := s.users.owner(token, want)
 	switch {
 	case err != nil:
 		return fmt.Errorf("authenticate: %w", err)
 	case owner == "":
+		s.authGuard.Failed(c.Request)
 		c.Header("WWW-Authenticate", `Bearer realm="p2sp", error="invalid_token"`)
 		return httpapi.Errorf(http.StatusUnauthorized, "unknown user token")
 	case owner != want:

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -308,4 +309,42 @@ func TestNoTracker(t *testing.T) {
 	if got := metricValue(t, o.reg, "p2sp_origin_hash_backlog_files", nil); got != 0 {
 		t.Errorf("backlog %v with nothing to do", got)
 	}
+}
+
+// TestUnservableNameWarnedOnce: a file whose name is not valid UTF-8 can
+// never be registered (JSON would turn it into another name); the origin
+// skips it with one warning, not an error every scan, and goes on with the
+// other files.
+func TestUnservableNameWarnedOnce(t *testing.T) {
+	ft := newFakeTracker(t)
+	media := t.TempDir()
+	const bad = "films/caf\xe9.mp4" // Latin-1
+	writeFile(t, media, bad, []byte("latin-1 name"))
+	writeFile(t, media, "films/ok.mp4", []byte("fine"))
+	var logs logRecorder
+	o := startOrigin(t, Config{Media: media, TrackerURL: ft.url, Logger: logs.logger()})
+	eventually(t, "registration of films/ok.mp4", func() bool { _, ok := ft.last("films/ok.mp4"); return ok })
+	// Two more whole scans at least.
+	o.catalogAfterScan(t)
+	for _, e := range o.catalogAfterScan(t) {
+		if e.Path != "films/ok.mp4" {
+			t.Errorf("catalog lists %q", e.Path)
+		}
+	}
+	warned := logs.count(func(rec map[string]any) bool {
+		return rec["level"] == "WARN" && rec["path"] == strconv.Quote(bad)
+	})
+	if warned != 1 {
+		t.Errorf("%d warnings about %q over several scans, want 1", warned, bad)
+	}
+	if n := logs.count(func(rec map[string]any) bool { return rec["level"] == "ERROR" }); n != 0 {
+		t.Errorf("%d ERROR records", n)
+	}
+	ft.mu.Lock()
+	for _, fi := range ft.infos {
+		if fi.Path != "films/ok.mp4" && fi.Path != scanMarker {
+			t.Errorf("registered %q", fi.Path)
+		}
+	}
+	ft.mu.Unlock()
 }

@@ -45,7 +45,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.scanLoop(ctx) })
 	wg.Go(func() { s.hashLoop(ctx) })
-	err := httpapi.Serve(ctx, ln, s.Handler())
+	err := s.cfg.Timeouts.Serve(ctx, ln, s.Handler())
 	cancel()
 	wg.Wait()
 	return err

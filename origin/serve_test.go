@@ -2,7 +2,8 @@ package origin
 
 import (
 	"bytes"
-	"fmt"
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -10,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -26,7 +28,13 @@ func TestServeRanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantETag := fmt.Sprintf("\"%x-%x\"", st.ModTime().UnixNano(), st.Size())
+	// Once hashed, the ETag is the content's.
+	sum := sha256.Sum256(data)
+	wantETag := `"sha256-` + hex.EncodeToString(sum[:]) + `"`
+	eventually(t, "the file hashed", func() bool {
+		cat := o.catalog(t)
+		return len(cat) == 1 && cat[0].ETag == wantETag
+	})
 	url := o.url + "/files/films/a%20film.mp4"
 
 	tests := []struct {
@@ -240,16 +248,32 @@ func TestTraversal(t *testing.T) {
 			}
 		})
 	}
+	var paths []string
 	for _, e := range o.catalogAfterScan(t) {
-		if e.Path != "films/a.mp4" {
-			t.Errorf("catalog lists %q", e.Path)
-		}
+		paths = append(paths, e.Path)
+	}
+	if want := []string{"films/a.mp4"}; !slices.Equal(paths, want) {
+		t.Errorf("catalog lists %q, want %q", paths, want)
 	}
 }
 
-// catalogAfterScan waits for one more scan and returns the catalog.
+// scanMarker is the file catalogAfterScan adds and removes.
+const scanMarker = "zz-scan-marker.bin"
+
+// catalogAfterScan returns the catalog as a scan that started after the
+// call left it: it adds a marker file, waits until a scan lists it (that
+// scan walked the whole tree), removes it and waits until a scan drops it.
 func (o *testOrigin) catalogAfterScan(t *testing.T) []CatalogEntry {
-	time.Sleep(100 * time.Millisecond)
+	t.Helper()
+	listed := func() bool {
+		return slices.ContainsFunc(o.catalog(t), func(e CatalogEntry) bool { return e.Path == scanMarker })
+	}
+	p := writeFile(t, o.media, scanMarker, []byte("marker"))
+	eventually(t, "a scan to list the marker", listed)
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a scan to drop the marker", func() bool { return !listed() })
 	return o.catalog(t)
 }
 
@@ -338,12 +362,15 @@ func TestConfig(t *testing.T) {
 		cfg  Config
 	}{
 		{"no token", Config{Media: media}},
-		{"no media", Config{Token: "t"}},
-		{"media missing", Config{Token: "t", Media: filepath.Join(media, "nope")}},
-		{"media is a file", Config{Token: "t", Media: file}},
-		{"bad tracker url", Config{Token: "t", Media: media, TrackerURL: "tracker:7070"}},
-		{"bad public url", Config{Token: "t", Media: media, PublicURL: "ftp://x"}},
-		{"negative rate", Config{Token: "t", Media: media, RateLimit: -1}},
+		{"one-byte token", Config{Token: "x", Media: media}},
+		{"a space for a token", Config{Token: " ", Media: media}},
+		{"15 bytes once trimmed", Config{Token: " 0123456789abcde\t", Media: media}},
+		{"no media", Config{Token: testToken}},
+		{"media missing", Config{Token: testToken, Media: filepath.Join(media, "nope")}},
+		{"media is a file", Config{Token: testToken, Media: file}},
+		{"bad tracker url", Config{Token: testToken, Media: media, TrackerURL: "tracker:7070"}},
+		{"bad public url", Config{Token: testToken, Media: media, PublicURL: "ftp://x"}},
+		{"negative rate", Config{Token: testToken, Media: media, RateLimit: -1}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -357,7 +384,7 @@ func TestConfig(t *testing.T) {
 }
 
 func TestNotReadyBeforeFirstScan(t *testing.T) {
-	s, err := New(Config{Media: t.TempDir(), Token: "t", Registry: metrics.NewRegistry()})
+	s, err := New(Config{Media: t.TempDir(), Token: testToken, Registry: metrics.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,5 +395,84 @@ func TestNotReadyBeforeFirstScan(t *testing.T) {
 		if rec.Code != want {
 			t.Errorf("%s: %d, want %d", path, rec.Code, want)
 		}
+	}
+}
+
+// TestSameMTimeRewrite: content rewritten with its size and modification
+// time kept gets a new ETag at once (If-Range with the old one answers the
+// whole new file), and once rehashed its new content's; the same bytes
+// written again keep their ETag.
+func TestSameMTimeRewrite(t *testing.T) {
+	o := startOrigin(t, Config{})
+	a, b := randomBytes(4096, 21), randomBytes(4096, 22)
+	p := writeFile(t, o.media, "r.mp4", a)
+	url := o.url + "/files/r.mp4"
+	content := func(data []byte) string {
+		sum := sha256.Sum256(data)
+		return `"sha256-` + hex.EncodeToString(sum[:]) + `"`
+	}
+	servedETag := func() string {
+		resp, _ := get(t, http.MethodHead, url, nil)
+		return resp.Header.Get("ETag")
+	}
+	eventually(t, "the first version hashed", func() bool { return servedETag() == content(a) })
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rewrite := func(data []byte) {
+		t.Helper()
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, st.ModTime(), st.ModTime()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rewrite(b)
+	if got := servedETag(); got == content(a) {
+		t.Fatalf("ETag %s still the old content's after a same-mtime rewrite", got)
+	}
+	resp, body := get(t, http.MethodGet, url, map[string]string{"Range": "bytes=0-3", "If-Range": content(a)})
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, b) {
+		t.Errorf("If-Range with the old content's ETag: %d, %d bytes; want 200 with the new file", resp.StatusCode, len(body))
+	}
+	eventually(t, "the new version hashed", func() bool { return servedETag() == content(b) })
+	rewrite(b)
+	eventually(t, "the same bytes rehashed", func() bool { return servedETag() == content(b) })
+}
+
+// TestRestartAnswersContentETag: just after a restart, before the
+// background hash reaches a file, a request holding the file's content
+// ETag in If-Range gets the range (the origin hashes the file for it), not
+// the whole file, which would make a proxy drop what it holds.
+func TestRestartAnswersContentETag(t *testing.T) {
+	media := t.TempDir()
+	data := randomBytes(1<<20, 31)
+	writeFile(t, media, "big.mp4", data)
+	writeFile(t, media, "small.mp4", []byte("hashed first"))
+	sum := sha256.Sum256(data)
+	want := `"sha256-` + hex.EncodeToString(sum[:]) + `"`
+	first := startOrigin(t, Config{Media: media})
+	eventually(t, "the first origin's hash", func() bool {
+		resp, _ := get(t, http.MethodHead, first.url+"/files/big.mp4", nil)
+		return resp.Header.Get("ETag") == want
+	})
+	// The restarted origin's one hashing worker is held up registering
+	// the smallest file with a tracker that never answers, so only the
+	// request can have the big file hashed.
+	hung := make(chan struct{})
+	tracker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-hung:
+		case <-r.Context().Done():
+		}
+	}))
+	defer tracker.Close()
+	defer close(hung)
+	restarted := startOrigin(t, Config{Media: media, TrackerURL: tracker.URL})
+	resp, body := get(t, http.MethodGet, restarted.url+"/files/big.mp4", map[string]string{"Range": "bytes=10-19", "If-Range": want})
+	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, data[10:20]) || resp.Header.Get("ETag") != want {
+		t.Fatalf("after a restart: %d, ETag %s, %d bytes; want 206 with %s", resp.StatusCode, resp.Header.Get("ETag"), len(body), want)
 	}
 }

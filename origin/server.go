@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/gin-gonic/gin"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/p2sp/p2sp/internal/fileinfo"
 	"github.com/p2sp/p2sp/internal/httpapi"
@@ -29,6 +30,7 @@ type Server struct {
 	cat         *catalog
 	reportLimit *httpapi.IPLimiter
 	reportBook  *reportBook
+	authGuard   *httpapi.AuthGuard
 	health      httpapi.Health
 	engine      *gin.Engine
 	// key signs every file info the origin registers.
@@ -37,8 +39,11 @@ type Server struct {
 	users     *userStore
 	durations durationCache
 
-	// publicURL is written by Serve before it starts the worker, its only
-	// reader.
+	// hashing joins the requests that hash a file at once (hashNow).
+	hashing singleflight.Group
+
+	// publicURL is written by Serve before it starts the worker and the
+	// HTTP server, its only readers.
 	publicURL string
 	serving   atomic.Bool
 	// ready is set once the first scan of the media finished.
@@ -67,6 +72,7 @@ func New(cfg Config) (*Server, error) {
 		cat:         newCatalog(m, cfg.TrackerURL != "", cfg.ScanInterval),
 		reportLimit: httpapi.NewIPLimiter(reportRate, reportBurst, maxReportAddrs),
 		reportBook:  newReportBook(reportWindow, wholeFileVoters, maxReportAddrs),
+		authGuard:   httpapi.NewAuthGuard(),
 	}
 	if cfg.KeyFile != "" {
 		s.key, err = LoadOrCreateKey(cfg.KeyFile)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -303,5 +304,44 @@ func TestListsOffWithoutDataDir(t *testing.T) {
 	status, body := call(t, http.MethodGet, o.url+"/v1/users/alice/favorites", "x", nil)
 	if status != http.StatusNotFound {
 		t.Fatalf("%d, want 404: %s", status, body)
+	}
+}
+
+// TestFailedUserAuthLimited: unknown user tokens from one address are
+// answered 401 ten times, then 429 before any token is looked at (alice's
+// own too); another address is not affected.
+func TestFailedUserAuthLimited(t *testing.T) {
+	f := newUserFixture(t)
+	o := f.start(t)
+	favs := o.url + "/v1/users/alice/favorites"
+	var codes []int
+	for i := range 60 {
+		st, _ := call(t, http.MethodGet, favs, fmt.Sprintf("guess-%02d", i), nil)
+		codes = append(codes, st)
+	}
+	for i, st := range codes {
+		want := http.StatusUnauthorized
+		if i >= 10 {
+			want = http.StatusTooManyRequests
+		}
+		if st != want {
+			t.Fatalf("wrong token %d: status %d, want %d (all: %v)", i, st, want, codes)
+		}
+	}
+	if st, b := call(t, http.MethodGet, favs, f.alice, nil); st != http.StatusTooManyRequests {
+		t.Errorf("alice's token from the blocked address: %d %s, want 429", st, b)
+	}
+	// 127.0.0.2 is loopback too, and another address.
+	other := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{
+		LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext}}
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, favs, nil)
+	req.Header.Set("Authorization", "Bearer "+f.alice)
+	resp, err := other.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("alice's token from another address: %s, want 200", resp.Status)
 	}
 }

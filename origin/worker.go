@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,8 +24,11 @@ import (
 func (s *Server) scanLoop(ctx context.Context) {
 	t := time.NewTicker(s.cfg.ScanInterval)
 	defer t.Stop()
+	// unservable holds the names the last scan skipped because no key can
+	// name them, so that each is warned about once, not every scan.
+	unservable := map[string]bool{}
 	for {
-		switch err := s.scan(ctx); {
+		switch err := s.scan(ctx, unservable); {
 		case err == nil:
 			s.ready.Store(true)
 		case ctx.Err() == nil:
@@ -39,11 +44,17 @@ func (s *Server) scanLoop(ctx context.Context) {
 
 // scan walks the media once: every regular, non-hidden file is recorded
 // (and queued if new, changed or not registered yet), every file no longer
-// there is dropped.
-func (s *Server) scan(ctx context.Context) error {
+// there is dropped. A file whose name cannot be a key (not valid UTF-8,
+// longer than 1024 bytes) is skipped, with a warning the first time:
+// unservable holds the names skipped so far and is left holding those of
+// this scan. Registering it under an escaped name instead would give the
+// file a second name that the tracker, the .torrent and every proxy URL
+// would have to translate back; renaming the file is the operator's fix.
+func (s *Server) scan(ctx context.Context, unservable map[string]bool) error {
 	// A new scan gives a tracker that failed another chance.
 	s.trackerDown.Store(false)
 	seen := make(map[string]bool)
+	skipped := make(map[string]bool)
 	now := time.Now()
 	err := fs.WalkDir(s.root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
 		if cerr := ctx.Err(); cerr != nil {
@@ -72,7 +83,11 @@ func (s *Server) scan(ctx context.Context) error {
 		}
 		clean, err := fileinfo.CleanPath(p)
 		if err != nil {
-			s.log.Warn("scan: skipping unservable name", "path", p, "err", err)
+			if !unservable[p] {
+				s.log.Warn("scan: skipping a file whose name cannot be served; rename it to serve it (warned once)",
+					"path", strconv.Quote(p), "err", err)
+			}
+			skipped[p] = true
 			return nil
 		}
 		st, err := d.Info()
@@ -80,13 +95,16 @@ func (s *Server) scan(ctx context.Context) error {
 			return nil // removed since the directory was read
 		}
 		seen[clean] = true
-		s.cat.observe(clean, st.Size(), st.ModTime(), now)
+		s.cat.observe(clean, versionOf(st), now)
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("walk %s: %w", s.cfg.Media, err)
 	}
 	s.cat.retain(seen)
+	// A name renamed away and back is warned about again.
+	clear(unservable)
+	maps.Copy(unservable, skipped)
 	return nil
 }
 
@@ -101,7 +119,7 @@ func (s *Server) rescan(p string) bool {
 		s.cat.drop(p)
 		return false
 	}
-	s.cat.observe(p, st.Size(), st.ModTime(), time.Now())
+	s.cat.observe(p, versionOf(st), time.Now())
 	return true
 }
 
@@ -123,7 +141,8 @@ func (s *Server) process(ctx context.Context, j job) {
 	info := j.info
 	if info == nil {
 		var err error
-		info, err = s.hash(ctx, j.path)
+		var v version
+		info, v, err = s.hash(ctx, j.path)
 		var ch *changedError
 		switch {
 		case err == nil:
@@ -131,7 +150,7 @@ func (s *Server) process(ctx context.Context, j job) {
 			return
 		case errors.As(err, &ch):
 			s.log.Info("file changed while hashing, will hash it again once it settles", "path", j.path)
-			s.cat.changed(j.path, ch.size, ch.modTime)
+			s.cat.changed(j.path, ch.now)
 			return
 		case errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotRegular):
 			s.cat.drop(j.path)
@@ -140,67 +159,66 @@ func (s *Server) process(ctx context.Context, j job) {
 			s.log.Error("hashing failed, retrying on the next scan", "path", j.path, "err", err)
 			return
 		}
-		if !s.cat.setInfo(info) {
+		if !s.cat.setInfo(info, v) {
 			return
 		}
 	}
 	s.register(ctx, info)
 }
 
-// hash computes the file info of p, with this origin as its one origin.
-func (s *Server) hash(ctx context.Context, p string) (*fileinfo.Info, error) {
+// hash computes the file info of p, with this origin as its one origin,
+// and the version it describes.
+func (s *Server) hash(ctx context.Context, p string) (*fileinfo.Info, version, error) {
 	start := time.Now()
 	s.log.Info("hashing", "path", p)
-	info, err := hashFile(ctx, s.root, p, s.m.HashedBytes)
+	info, v, err := hashFile(ctx, s.root, p, s.m.HashedBytes)
 	if err != nil {
-		return nil, err
+		return nil, version{}, err
 	}
 	info.Origins = []string{s.publicURL}
 	info.Sign(s.key)
 	d := time.Since(start)
 	s.log.Info("hashed", "path", p, "size", info.Size, "infohash", info.InfoHash,
 		"duration", d.Round(time.Millisecond), "mb_per_s", fmt.Sprintf("%.1f", float64(info.Size)/1e6/max(d.Seconds(), 1e-6)))
-	return info, nil
+	return info, v, nil
 }
 
-// changedError says the file changed while it was being hashed; size and
-// modTime are its new stat.
-type changedError struct {
-	size    int64
-	modTime time.Time
-}
+// changedError says the file changed while it was being hashed; now is
+// its new version.
+type changedError struct{ now version }
 
 func (e *changedError) Error() string { return "file changed while being hashed" }
 
 // hashFile hashes the regular file p below root, counting the bytes read in
-// hashed, and fills in the ETag and ModTime of the version it read. It
-// returns a *changedError if the file changed meanwhile: the hashes would
-// describe no version of it.
-func hashFile(ctx context.Context, root *os.Root, p string, hashed prometheus.Counter) (*fileinfo.Info, error) {
+// hashed, and fills in the ETag (from the content) and ModTime of the
+// version it read, which it returns too. It returns a *changedError if the
+// file changed meanwhile: the hashes would describe no version of it.
+func hashFile(ctx context.Context, root *os.Root, p string, hashed prometheus.Counter) (*fileinfo.Info, version, error) {
 	f, st, err := openRegular(root, p)
 	if err != nil {
-		return nil, err
+		return nil, version{}, err
 	}
 	defer f.Close()
 	info, herr := fileinfo.Compute(ctx, p, &countingReader{r: f, n: hashed}, st.Size())
 	if cerr := ctx.Err(); cerr != nil {
-		return nil, fmt.Errorf("hash %s: %w", p, cerr)
+		return nil, version{}, fmt.Errorf("hash %s: %w", p, cerr)
 	}
 	// Checked even when Compute failed: a file that shrank while being
 	// read makes it fail with an unexpected EOF.
 	after, err := root.Lstat(p)
 	if err != nil {
-		return nil, fmt.Errorf("stat %s after hashing: %w", p, err)
+		return nil, version{}, fmt.Errorf("stat %s after hashing: %w", p, err)
 	}
-	if after.Size() != st.Size() || !after.ModTime().Equal(st.ModTime()) || !os.SameFile(st, after) {
-		return nil, &changedError{size: after.Size(), modTime: after.ModTime()}
+	v := versionOf(st)
+	if now := versionOf(after); !now.equal(v) || !os.SameFile(st, after) {
+		return nil, version{}, &changedError{now: now}
 	}
 	if herr != nil {
-		return nil, herr
+		return nil, version{}, herr
 	}
-	info.ETag = etag(st.Size(), st.ModTime())
+	info.ETag = contentETag(info.SHA256)
 	info.ModTime = st.ModTime()
-	return info, nil
+	return info, v, nil
 }
 
 // countingReader counts the bytes read through it as they are read, so

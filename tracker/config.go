@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/p2sp/p2sp/internal/httpapi"
 	"github.com/p2sp/p2sp/metrics"
 )
 
@@ -27,8 +28,9 @@ type Config struct {
 	// Redis, shared by every tracker replica given the same URL.
 	Store string
 	// Token is the shared secret that registering files and reading
-	// reports need, sent as "Authorization: Bearer <Token>". Required: a
-	// tracker anyone can register files with would point proxies anywhere.
+	// reports need, sent as "Authorization: Bearer <Token>". Required, at
+	// least httpapi.MinTokenLen bytes once trimmed: a tracker anyone can
+	// register files with would point proxies anywhere.
 	Token string
 	// PublicURL is the base URL written into a .torrent's announce key,
 	// e.g. "http://tracker.example:7070"; "" derives it from each request's
@@ -45,14 +47,20 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Logger logs reports and failures; nil means slog.Default().
 	Logger *slog.Logger
+	// Timeouts bound idle connections, slow request headers and bodies,
+	// and clients that stop reading; zero fields take httpapi's defaults,
+	// which never cut a response that keeps moving.
+	Timeouts httpapi.Timeouts
 }
 
 // withDefaults returns c with every default applied, or an error saying
 // which field is wrong. It is the only place defaults live.
 func (c Config) withDefaults() (Config, error) {
-	if c.Token == "" {
-		return c, errors.New("tracker: a token is required")
+	tok, err := httpapi.CheckToken(c.Token)
+	if err != nil {
+		return c, fmt.Errorf("tracker: %w", err)
 	}
+	c.Token = tok
 	if c.Store != "" && !isRedisURL(c.Store) {
 		return c, fmt.Errorf("tracker: store %q is not a redis:// URL", c.Store)
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/sha1"
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -243,4 +245,41 @@ func TestReregister(t *testing.T) {
 		t.Fatalf("shared infohash after one path changed: %+v", r)
 	}
 	waitMetric(t, tr, "p2sp_tracker_torrents 2", time.Second)
+}
+
+// TestFailedAuthLimited: wrong tokens from one address are answered 401
+// ten times, then 429 before any token is looked at (the right one too);
+// another address is not affected.
+func TestFailedAuthLimited(t *testing.T) {
+	tr := startTracker(t, Config{})
+	var codes []int
+	for i := range 60 {
+		st, _ := do(t, "GET", tr.URL+"/v1/reports", fmt.Sprintf("guess-%02d-%s", i, strings.Repeat("x", 16)), nil)
+		codes = append(codes, st)
+	}
+	for i, st := range codes {
+		want := http.StatusUnauthorized
+		if i >= 10 {
+			want = http.StatusTooManyRequests
+		}
+		if st != want {
+			t.Fatalf("wrong token %d: status %d, want %d (all: %v)", i, st, want, codes)
+		}
+	}
+	if st, b := do(t, "GET", tr.URL+"/v1/reports", testToken, nil); st != http.StatusTooManyRequests {
+		t.Errorf("right token from the blocked address: %d %s, want 429", st, b)
+	}
+	// 127.0.0.2 is loopback too, and another address.
+	other := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{
+		LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext}}
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", tr.URL+"/v1/reports", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := other.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("right token from another address: %s, want 200", resp.Status)
+	}
 }

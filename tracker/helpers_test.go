@@ -16,7 +16,7 @@ import (
 	"github.com/p2sp/p2sp/internal/fileinfo"
 )
 
-const testToken = "s3cret-token"
+const testToken = "s3cret-token-of-the-tests"
 
 // testTracker is a tracker serving on a loopback port.
 type testTracker struct {

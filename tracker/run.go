@@ -29,5 +29,5 @@ func Run(ctx context.Context, cfg Config) error {
 // the Server: the caller does, after Serve returns.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.log.Info("tracker listening", "addr", ln.Addr().String())
-	return httpapi.Serve(ctx, ln, s.Handler())
+	return s.cfg.Timeouts.Serve(ctx, ln, s.Handler())
 }

@@ -40,6 +40,7 @@ type Server struct {
 	store        Store
 	limits       *httpapi.IPLimiter // announce and scrape
 	reportLimits *httpapi.IPLimiter
+	authGuard    *httpapi.AuthGuard
 	reports      reportLog
 
 	health  httpapi.Health
@@ -71,6 +72,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		store:        store,
 		limits:       httpapi.NewIPLimiter(announceRate, announceBurst, maxLimitedAddr),
 		reportLimits: httpapi.NewIPLimiter(reportRate, reportBurst, maxLimitedAddr),
+		authGuard:    httpapi.NewAuthGuard(),
 		done:         make(chan struct{}),
 	}
 	st, err := s.sweep(ctx)
@@ -142,6 +144,7 @@ func (s *Server) sweepLoop(ctx context.Context) {
 			}
 			s.limits.Prune()
 			s.reportLimits.Prune()
+			s.authGuard.Prune()
 		}
 	}
 }
@@ -159,13 +162,20 @@ func (s *Server) sweep(ctx context.Context) (storeStats, error) {
 	return st, nil
 }
 
-// requireToken refuses a request without "Authorization: Bearer <Token>".
-// Both sides are hashed first so that the comparison takes the same time
-// whatever the length of the guess.
+// requireToken refuses a request without "Authorization: Bearer <Token>",
+// and any request from an address that failed too often (429). Both sides
+// are hashed first so that the comparison takes the same time whatever the
+// length of the guess.
 func (s *Server) requireToken(c *gin.Context) error {
+	if err := s.authGuard.Refused(c.Writer, c.Request); err != nil {
+		return err
+	}
 	got := sha256.Sum256([]byte(c.GetHeader("Authorization")))
 	want := sha256.Sum256([]byte("Bearer " + s.cfg.Token))
 	if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+		if c.GetHeader("Authorization") != "" { // no token is no guess
+			s.authGuard.Failed(c.Request)
+		}
 		c.Header("WWW-Authenticate", `Bearer realm="p2sp-tracker"`)
 		return httpapi.Errorf(http.StatusUnauthorized, "missing or wrong bearer token")
 	}

@@ -89,20 +89,27 @@ func TestParse(t *testing.T) {
 		{header: "", size: 0},
 		{header: "items=0-1", size: 0},
 		{header: "bytes=x", size: 0, err: byterange.ErrMalformed},
-		// Malformed.
-		{header: "bytes", size: size, err: byterange.ErrMalformed},
-		{header: "0-5", size: size, err: byterange.ErrMalformed},
-		{header: "=0-5", size: size, err: byterange.ErrMalformed},
-		{header: "by tes=0-5", size: size, err: byterange.ErrMalformed},
-		{header: "bytes=", size: size, err: byterange.ErrMalformed},
-		{header: "bytes= , ,", size: size, err: byterange.ErrMalformed},
+		// Not a range request at all: ignored, as nginx does.
+		{header: "bytes", size: size},
+		{header: "0-5", size: size},
+		{header: "=0-5", size: size},
+		{header: "by tes=0-5", size: size},
+		{header: "bytes=", size: size},
+		{header: "bytes= , ,", size: size},
+		{header: "bytes=,", size: size},
+		// A range that ends before it starts is invalid (RFC 9110 section
+		// 14.1.1) and selects nothing, as nginx reads it.
+		{header: "bytes=5-4", size: size, err: byterange.ErrUnsatisfiable},
+		{header: "bytes=100-50", size: size, err: byterange.ErrUnsatisfiable},
+		{header: "bytes=200-100", size: size, err: byterange.ErrUnsatisfiable},
+		{header: "bytes=0-1,5-4", size: size, want: []byterange.Range{r(0, 2)}},
+		// Malformed byte range sets.
+		{header: "bytes=abc", size: size, err: byterange.ErrMalformed},
 		{header: "bytes=5", size: size, err: byterange.ErrMalformed},
 		{header: "bytes=-", size: size, err: byterange.ErrMalformed},
 		{header: "bytes=a-5", size: size, err: byterange.ErrMalformed},
 		{header: "bytes=0-b", size: size, err: byterange.ErrMalformed},
 		{header: "bytes=0x10-", size: size, err: byterange.ErrMalformed},
-		{header: "bytes=5-4", size: size, err: byterange.ErrMalformed},
-		{header: "bytes=200-100", size: size, err: byterange.ErrMalformed},
 		{header: "bytes=--5", size: size, err: byterange.ErrMalformed},
 		{header: "bytes=-5-", size: size, err: byterange.ErrMalformed},
 		{header: "bytes=5--6", size: size, err: byterange.ErrMalformed},
@@ -116,10 +123,15 @@ func TestParse(t *testing.T) {
 		{header: "bytes=0-1,x", size: size, err: byterange.ErrMalformed},
 		{header: "bytes=100-,x-", size: size, err: byterange.ErrMalformed},
 		{header: "bytes=٣-٤", size: size, err: byterange.ErrMalformed},
-		// Numbers past int64 are malformed rather than clamped.
-		{header: "bytes=9223372036854775808-", size: size, err: byterange.ErrMalformed},
-		{header: "bytes=0-9223372036854775808", size: size, err: byterange.ErrMalformed},
-		{header: "bytes=-99999999999999999999", size: size, err: byterange.ErrMalformed},
+		{header: "bytes=99999999999999999999x-", size: size, err: byterange.ErrMalformed},
+		// Numbers past int64 are past any representation (the grammar is
+		// 1*DIGIT): a last byte there is the end, a first byte there is
+		// unsatisfiable, a suffix that long is the whole.
+		{header: "bytes=9223372036854775808-", size: size, err: byterange.ErrUnsatisfiable},
+		{header: "bytes=99999999999999999999-", size: size, err: byterange.ErrUnsatisfiable},
+		{header: "bytes=0-9223372036854775808", size: size, want: []byterange.Range{r(0, 100)}},
+		{header: "bytes=0-99999999999999999999", size: size, want: []byterange.Range{r(0, 100)}},
+		{header: "bytes=-99999999999999999999", size: size, want: []byterange.Range{r(0, 100)}},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%q/%d", tt.header, tt.size), func(t *testing.T) {
@@ -291,13 +303,17 @@ var serveRangeTests = []struct {
 	{r: "bytes=100-101", code: http.StatusRequestedRangeNotSatisfiable},
 	{r: "bytes=101-200", code: http.StatusRequestedRangeNotSatisfiable},
 	{r: "bytes=1000-", code: http.StatusRequestedRangeNotSatisfiable},
-	{r: "bytes=-0", code: http.StatusRequestedRangeNotSatisfiable},   // net/http: 200
-	{r: "items=0-5", code: http.StatusOK},                            // net/http: 416
-	{r: "bytes=a-5", code: http.StatusBadRequest},                    // net/http: 416
-	{r: "bytes=5-4", code: http.StatusBadRequest},                    // net/http: 416
-	{r: "bytes=0-99999999999999999999", code: http.StatusBadRequest}, // net/http: 416
-	{r: "bytes", code: http.StatusBadRequest},                        // net/http: 416
-	{r: "bytes=,", code: http.StatusBadRequest},                      // net/http: 200
+	{r: "bytes=-0", code: http.StatusRequestedRangeNotSatisfiable}, // net/http: 200
+	{r: "items=0-5", code: http.StatusOK},                          // net/http: 416
+	// Invalid ranges, answered as nginx answers them: 416 or ignored,
+	// never 400 (RFC 9110 sections 14.1.1 and 14.2).
+	{r: "bytes=a-5", code: http.StatusRequestedRangeNotSatisfiable},
+	{r: "bytes=abc", code: http.StatusRequestedRangeNotSatisfiable},
+	{r: "bytes=5-4", code: http.StatusRequestedRangeNotSatisfiable},
+	{r: "bytes=100-50", code: http.StatusRequestedRangeNotSatisfiable},
+	{r: "bytes=0-99999999999999999999", code: http.StatusPartialContent, ranges: []wantRange{{0, testFileLen}}}, // nginx: 416
+	{r: "bytes", code: http.StatusOK},                                                                           // net/http: 416
+	{r: "bytes=,", code: http.StatusOK},                                                                         // net/http: 200
 }
 
 func TestServeRange(t *testing.T) {
@@ -333,16 +349,11 @@ func testServeRange(t *testing.T, srv *httptest.Server, tf *testFile) {
 				if got, want := resp.Header.Get("Content-Range"), "bytes */100"; got != want {
 					t.Errorf("Content-Range %q, want %q", got, want)
 				}
-				if !strings.Contains(string(body), byterange.ErrUnsatisfiable.Error()) {
+				if !strings.Contains(string(body), byterange.ErrUnsatisfiable.Error()) && !strings.Contains(string(body), byterange.ErrMalformed.Error()+": ") {
 					t.Errorf("416 body %q does not give the reason", body)
 				}
-				return
-			case http.StatusBadRequest:
-				if !strings.Contains(string(body), byterange.ErrMalformed.Error()+": ") {
-					t.Errorf("400 body %q does not give the reason", body)
-				}
-				if resp.Header.Get("Content-Range") != "" || resp.Header.Get("ETag") != "" {
-					t.Errorf("400 carries Content-Range %q, ETag %q", resp.Header.Get("Content-Range"), resp.Header.Get("ETag"))
+				if resp.Header.Get("ETag") != "" {
+					t.Errorf("416 carries ETag %q", resp.Header.Get("ETag"))
 				}
 				return
 			}
@@ -627,14 +638,13 @@ func TestServeManyRanges(t *testing.T) {
 	}
 }
 
-// TestServeMultipleRangeFields: two Range fields are malformed.
+// TestServeMultipleRangeFields: two Range fields are ignored; the whole
+// file cannot be misread.
 func TestServeMultipleRangeFields(t *testing.T) {
 	tf := newTestFile(t, "c.bin", testFileLen)
 	srv := serve(t, tf.content)
-	resp, _ := do(t, srv, http.MethodGet, http.Header{"Range": {"bytes=0-1", "bytes=2-3"}})
-	if resp.StatusCode != http.StatusBadRequest {
-		t.Errorf("status %d, want 400", resp.StatusCode)
-	}
+	resp, body := do(t, srv, http.MethodGet, http.Header{"Range": {"bytes=0-1", "bytes=2-3"}})
+	checkWhole(t, resp, body, tf.data, "application/octet-stream")
 }
 
 // TestServeOpenShapes checks the readers Open may return: the bare file

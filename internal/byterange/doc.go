@@ -21,10 +21,17 @@
 //     Unit names are case-insensitive (section 14.1): "Bytes=0-1" works.
 //   - "bytes=-0" is unsatisfiable (section 14.1.1: a suffix range needs a
 //     non-zero length); net/http sends the whole file.
-//   - A malformed header (no '=', letters, signs, last < first, numbers
-//     that overflow int64, an empty range set, two Range fields) is
-//     answered 400 with the reason; net/http answers 416, which tells the
-//     client the range lay outside the representation when it did not.
+//   - Invalid ranges are answered per case as nginx answers them (RFC
+//     9110 section 14.2 lets a server ignore or reject them, never with
+//     400): a header that names no unit ("bytes", "0-5") and an empty set
+//     ("bytes=") are ignored, 200 whole; a byte range set that breaks the
+//     grammar (letters, signs, "1-2-3") is 416 with Content-Range: bytes
+//     */SIZE and the reason; a range whose last byte comes before its
+//     first ("5-4") selects nothing, so alone it is 416. Two Range fields
+//     are ignored (nginx takes the first): neither is more the client's.
+//     Unlike nginx, a number past int64 is a position past any
+//     representation (the grammar is 1*DIGIT): "bytes=0-99999999999999999999"
+//     is the whole file, 206, where nginx answers 416.
 //   - Any byte range on an empty representation is 416: no Content-Range
 //     can describe a range of it. net/http answers 200. Without a Range an
 //     empty representation is a 200 with an empty body.

@@ -23,8 +23,11 @@ func (r Range) ContentRange(size int64) string {
 	return string(b)
 }
 
-// ErrMalformed is wrapped by Parse's errors for a Range header that breaks
-// RFC 9110's grammar; Serve answers it 400 with the reason.
+// ErrMalformed is wrapped by Parse's errors for a byte range set that
+// breaks RFC 9110's grammar ("bytes=abc"); Serve answers it 416 with
+// Content-Range: bytes */SIZE and the reason, as nginx does. RFC 9110
+// section 14.2 lets a server ignore or reject an invalid range; 400 would
+// be neither, and players take it for a dead URL.
 var ErrMalformed = errors.New("malformed Range header")
 
 // ErrUnsatisfiable is wrapped by Parse's errors for a well-formed byte range
@@ -36,29 +39,29 @@ var ErrUnsatisfiable = errors.New("range not satisfiable")
 const maxQuoted = 40
 
 // Parse parses a Range header value for a representation of size bytes.
-// An empty header or a range unit other than "bytes" gives (nil, nil): the
-// whole representation (RFC 9110 section 14.2: an unknown unit is ignored).
-// Returned errors wrap ErrMalformed or ErrUnsatisfiable with a reason.
+// A header that is not a range at all (empty, no "unit=", a unit that is
+// not a token), a range unit other than "bytes" and an empty byte range
+// set give (nil, nil): the whole representation (RFC 9110 section 14.2: an
+// unknown unit is ignored, an invalid range may be). Returned errors wrap
+// ErrMalformed or ErrUnsatisfiable with a reason.
 //
 // The ranges come back in the client's order, neither sorted nor merged;
 // every one lies inside [0, size) and has a positive Length. Ranges that
-// do not overlap the representation are dropped; only when none is left is
-// the set unsatisfiable.
+// do not overlap the representation, and ranges whose last byte comes
+// before their first (invalid by section 14.1.1), are dropped; only when
+// none is left is the set unsatisfiable. A number too large for an int64
+// is larger than any representation and is taken as the largest int64:
+// the grammar is 1*DIGIT, so "bytes=0-99999999999999999999" is the whole
+// file and "bytes=99999999999999999999-" is past its end.
 func Parse(header string, size int64) ([]Range, error) {
 	header = trimOWS(header)
 	if header == "" {
 		return nil, nil
 	}
 	unit, set, ok := strings.Cut(header, "=")
-	if !ok {
-		return nil, fmt.Errorf("%w: %s: no '=' after the range unit", ErrMalformed, quote(header))
-	}
-	unit = trimOWS(unit)
-	if !isToken(unit) {
-		return nil, fmt.Errorf("%w: range unit %s is not a token", ErrMalformed, quote(unit))
-	}
-	// Range unit names are case-insensitive (RFC 9110 section 14.1).
-	if !strings.EqualFold(unit, "bytes") {
+	// Range unit names are case-insensitive (RFC 9110 section 14.1). What
+	// names no unit is no range request.
+	if !ok || !strings.EqualFold(trimOWS(unit), "bytes") {
 		return nil, nil
 	}
 	var ranges []Range
@@ -80,7 +83,8 @@ func Parse(header string, size int64) ([]Range, error) {
 		}
 	}
 	if specs == 0 {
-		return nil, fmt.Errorf("%w: empty byte range set", ErrMalformed)
+		// "bytes=" asks for nothing in particular: nginx ignores it too.
+		return nil, nil
 	}
 	if len(ranges) == 0 {
 		return nil, fmt.Errorf("%w: no range of %s overlaps the %d bytes", ErrUnsatisfiable, quote(set), max(size, 0))
@@ -123,7 +127,9 @@ func parseSpec(spec string, size int64) (r Range, ok bool, err error) {
 			return Range{}, false, fmt.Errorf("%w: last-byte-pos %s: %w", ErrMalformed, quote(last), err)
 		}
 		if end < start {
-			return Range{}, false, fmt.Errorf("%w: range %s ends before it starts", ErrMalformed, quote(spec))
+			// Invalid (section 14.1.1) but well-formed: it selects no byte,
+			// as nginx reads it.
+			return Range{}, false, nil
 		}
 	}
 	if start >= size {
@@ -135,12 +141,11 @@ func parseSpec(spec string, size int64) (r Range, ok bool, err error) {
 	return Range{Start: start, Length: end - start + 1}, true, nil
 }
 
-var (
-	errNotNumber = errors.New("not a decimal number")
-	errOverflow  = errors.New("too large")
-)
+var errNotNumber = errors.New("not a decimal number")
 
-// parseNum parses 1*DIGIT. Unlike strconv.ParseInt it refuses signs.
+// parseNum parses 1*DIGIT. Unlike strconv.ParseInt it refuses signs, and a
+// number past the largest int64 saturates there: as a byte position or a
+// suffix length it is past any representation all the same.
 func parseNum(s string) (int64, error) {
 	if s == "" {
 		return 0, errNotNumber
@@ -153,7 +158,8 @@ func parseNum(s string) (int64, error) {
 		}
 		d := int64(c - '0')
 		if n > (1<<63-1-d)/10 {
-			return 0, errOverflow
+			n = 1<<63 - 1
+			continue
 		}
 		n = n*10 + d
 	}
@@ -163,23 +169,6 @@ func parseNum(s string) (int64, error) {
 // trimOWS trims RFC 9110's optional whitespace: spaces and tabs.
 func trimOWS(s string) string {
 	return strings.Trim(s, " \t")
-}
-
-// isToken reports whether s is an RFC 9110 token (section 5.6.2).
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // quote quotes the client's text for an error message, cut to maxQuoted

@@ -2,7 +2,6 @@ package byterange
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -45,8 +44,8 @@ type Content struct {
 
 // Serve answers r from c following RFC 9110 and net/http's serveContent:
 // preconditions (412, 304), If-Range, Range (206 single part or
-// multipart/byteranges, 416, 400 for a malformed header), HEAD without a
-// body. Range is honoured on GET and HEAD only.
+// multipart/byteranges, 416 for an unsatisfiable or malformed range), HEAD
+// without a body. Range is honoured on GET and HEAD only.
 //
 // It returns a non-nil error only when opening or copying the body failed
 // (or c.Size is negative, before anything is written). If the first Open
@@ -77,13 +76,11 @@ func Serve(w http.ResponseWriter, r *http.Request, c *Content) error {
 		return nil
 	}
 	ranges, err := parseRequestRange(r, rangeHeader, c.Size)
-	switch {
-	case errors.Is(err, ErrUnsatisfiable):
+	if err != nil {
+		// Unsatisfiable or malformed: both are refused the way nginx
+		// refuses them, with the size a client needs to ask again.
 		h.Set("Content-Range", "bytes */"+strconv.FormatInt(c.Size, 10))
 		serveError(w, err.Error(), http.StatusRequestedRangeNotSatisfiable)
-		return nil
-	case err != nil:
-		serveError(w, err.Error(), http.StatusBadRequest)
 		return nil
 	}
 	if len(ranges) > maxRanges || exceeds(ranges, c.Size) {
@@ -111,9 +108,11 @@ func parseRequestRange(r *http.Request, header string, size int64) ([]Range, err
 	if header == "" || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
 		return nil, nil
 	}
-	// Range is a singleton field: two of them cannot be told apart.
+	// Range is a singleton field: of two, neither is more the client's
+	// than the other, so both are ignored and the whole representation,
+	// which cannot be misread, is sent.
 	if len(r.Header.Values("Range")) > 1 {
-		return nil, fmt.Errorf("%w: more than one Range field", ErrMalformed)
+		return nil, nil
 	}
 	return Parse(header, size)
 }
@@ -325,10 +324,30 @@ func open(ctx context.Context, c *Content, off, n int64) (*body, error) {
 	return b, nil
 }
 
-// copyTo copies the body to w. io.Copy hands the *io.LimitedReader to the
-// ResponseWriter's ReadFrom, which sendfiles it when it wraps an *os.File.
+// chunk is the most copyTo writes in one call: a server that moves its
+// write deadline before every write (httpapi's does) then gives a player
+// that deadline for each chunk, not for the whole response, so a slow
+// player is never cut off mid-film. One sendfile call per chunk costs
+// nothing measurable.
+const chunk = 256 << 10
+
+// copyTo copies the body to w in chunks. io.Copy hands each chunk, an
+// *io.LimitedReader, to the ResponseWriter's ReadFrom, which sendfiles it
+// when it wraps an *os.File.
 func (b *body) copyTo(w http.ResponseWriter) error {
-	written, err := io.Copy(b.dest(w), b.r)
+	dst := b.dest(w)
+	var written int64
+	var err error
+	for b.r.N > 0 {
+		part := &io.LimitedReader{R: b.r.R, N: min(chunk, b.r.N)}
+		var n int64
+		n, err = io.Copy(dst, part)
+		written += n
+		b.r.N -= n
+		if err != nil || n == 0 {
+			break
+		}
+	}
 	if b.sent != nil {
 		b.sent(written)
 	}

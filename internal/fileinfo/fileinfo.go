@@ -11,6 +11,7 @@ import (
 	"path"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
@@ -148,8 +149,10 @@ func EscapePath(p string) string {
 }
 
 // CleanPath turns a request's path into a registry key, refusing anything
-// that could name a place outside the media tree: empty elements, ".", "..",
-// backslashes and NUL bytes.
+// that could name a place outside the media tree (empty elements, ".",
+// "..", backslashes and NUL bytes) and names that are not valid UTF-8: a
+// key travels in JSON, which would replace the bad bytes and make it
+// another name, so such a file could never be registered.
 func CleanPath(p string) (string, error) {
 	p = strings.TrimPrefix(p, "/")
 	if p == "" {
@@ -160,6 +163,9 @@ func CleanPath(p string) (string, error) {
 	}
 	if strings.ContainsAny(p, "\\\x00") {
 		return "", fmt.Errorf("path %q has a backslash or NUL", p)
+	}
+	if !utf8.ValidString(p) {
+		return "", fmt.Errorf("path %q is not valid UTF-8", p)
 	}
 	for _, el := range strings.Split(p, "/") {
 		switch el {

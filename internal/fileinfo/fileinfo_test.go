@@ -127,6 +127,8 @@ func TestCleanPath(t *testing.T) {
 		{"./a", "", false},
 		{"a\\..\\b", "", false},
 		{"a\x00b", "", false},
+		{"films/caf\xe9.mp4", "", false}, // Latin-1, not UTF-8
+		{"films/café.mp4", "films/café.mp4", true},
 		{strings.Repeat("a", 1025), "", false},
 	} {
 		got, err := CleanPath(tc.in)

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"sync/atomic"
-	"time"
 
 	"github.com/gin-gonic/gin"
 )
@@ -97,29 +96,9 @@ func (h *Health) Register(e *gin.Engine) {
 	})
 }
 
-// Serve serves h on ln until ctx ends, then shuts down gracefully, giving
-// in-flight requests up to five seconds.
+// Serve serves h on ln until ctx ends with the default Timeouts.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
-	case <-ctx.Done():
-	}
-	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutCtx); err != nil {
-		srv.Close()
-	}
-	<-errc
-	return nil
+	return Timeouts{}.Serve(ctx, ln, h)
 }
 
 // Listen opens a TCP listener on addr ("127.0.0.1:0" picks a free port).

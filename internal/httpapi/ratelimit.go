@@ -32,13 +32,33 @@ func (l *IPLimiter) Allow(a netip.Addr) bool {
 	return l.allowAt(a, time.Now())
 }
 
-func (l *IPLimiter) allowAt(a netip.Addr, now time.Time) bool {
+// Exhausted reports whether a's bucket holds less than one token, without
+// taking any.
+func (l *IPLimiter) Exhausted(a netip.Addr) bool {
+	return l.exhaustedAt(a, time.Now())
+}
+
+func (l *IPLimiter) exhaustedAt(a netip.Addr, now time.Time) bool {
+	key := bucketKey(a)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lim := l.m[key]
+	return lim != nil && lim.TokensAt(now) < 1
+}
+
+// bucketKey is the address whose bucket a uses: a itself, or its /64.
+func bucketKey(a netip.Addr) netip.Addr {
 	key := a.Unmap()
 	if key.Is6() {
 		if p, err := key.Prefix(64); err == nil {
 			key = p.Addr()
 		}
 	}
+	return key
+}
+
+func (l *IPLimiter) allowAt(a netip.Addr, now time.Time) bool {
+	key := bucketKey(a)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	lim := l.m[key]

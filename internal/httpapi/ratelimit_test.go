@@ -111,3 +111,51 @@ func TestRemoteAddr(t *testing.T) {
 	}
 
 }
+
+func TestIPLimiterExhausted(t *testing.T) {
+	l := NewIPLimiter(rate.Limit(1), 2, 100)
+	now := time.Now()
+	a := netip.MustParseAddr("2001:db8:0:1::1")
+	if l.exhaustedAt(a, now) {
+		t.Fatal("an address never seen is exhausted")
+	}
+	l.allowAt(a, now)
+	if l.exhaustedAt(a, now) {
+		t.Fatal("exhausted with a token left")
+	}
+	l.allowAt(a, now)
+	if !l.exhaustedAt(netip.MustParseAddr("2001:db8:0:1::2"), now) {
+		t.Fatal("not exhausted after the burst (same /64)")
+	}
+	if l.exhaustedAt(a, now.Add(time.Second)) {
+		t.Fatal("still exhausted after a refill")
+	}
+	// Asking takes no token.
+	for range 5 {
+		l.exhaustedAt(a, now.Add(time.Second))
+	}
+	if !l.allowAt(a, now.Add(time.Second)) {
+		t.Fatal("Exhausted took tokens")
+	}
+}
+
+func TestCheckToken(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"", "", false},
+		{" ", "", false},
+		{"x", "", false},
+		{"0123456789abcde", "", false},
+		{"  0123456789abcde\t\n", "", false},
+		{"0123456789abcdef", "0123456789abcdef", true},
+		{" 0123456789abcdef\n", "0123456789abcdef", true},
+		{"a token with inner spaces", "a token with inner spaces", true},
+	} {
+		got, err := CheckToken(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("CheckToken(%q) = %q, %v; want %q, ok %v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}
