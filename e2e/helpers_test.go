@@ -60,6 +60,13 @@ func writeFile(t *testing.T, dir, name string, size int) []byte {
 	t.Helper()
 	data := make([]byte, size)
 	rand.Read(data)
+	putFile(t, dir, name, data)
+	return data
+}
+
+// putFile writes data as dir/name, in one rename.
+func putFile(t *testing.T, dir, name string, data []byte) {
+	t.Helper()
 	p := filepath.Join(dir, filepath.FromSlash(name))
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
@@ -71,7 +78,6 @@ func writeFile(t *testing.T, dir, name string, size int) []byte {
 	if err := os.Rename(tmp, p); err != nil {
 		t.Fatal(err)
 	}
-	return data
 }
 
 // waitInfo waits until the tracker has info for path whose SHA-256 is sum

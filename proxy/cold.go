@@ -18,6 +18,7 @@ import (
 	"github.com/p2sp/p2sp/internal/fetch"
 	"github.com/p2sp/p2sp/internal/fileinfo"
 	"github.com/p2sp/p2sp/internal/httpapi"
+	"github.com/p2sp/p2sp/internal/manifest"
 	"github.com/p2sp/p2sp/metrics"
 )
 
@@ -106,6 +107,12 @@ func (s *Server) serveCold(c *gin.Context, p string, off, n int64) error {
 		return s.serveInfo(c, info)
 	case err != nil:
 		return nil // the player went away
+	case manifest.ByType(meta.ContentType):
+		// A manifest by its type, whatever its name: never the cache's.
+		if body != nil {
+			body.Close()
+		}
+		return s.serveManifest(c, p)
 	}
 	cr := &coldRequest{s: s, p: p, meta: meta, l: l, stats: s.statsFor(p), done: make(chan struct{})}
 	if !s.cacheBroken() {

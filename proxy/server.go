@@ -36,8 +36,10 @@ type Server struct {
 	origin  *fetch.Origin
 	reports *reporter
 	staging *staging
-	metrics *metrics.Proxy
-	health  httpapi.Health
+	// manifests are the copies of HLS and DASH manifests (manifest.go).
+	manifests *manifests
+	metrics   *metrics.Proxy
+	health    httpapi.Health
 
 	// ctx is the owner of every background goroutine; Close cancels it and
 	// waits for wg.
@@ -74,6 +76,7 @@ func New(cfg Config) (*Server, error) {
 		revalidated: map[string]time.Time{},
 		announceNow: make(chan struct{}, 1),
 		stats:       map[string]*fileStats{},
+		manifests:   newManifests(),
 	}
 	s.reports = &reporter{
 		targets: []string{cfg.TrackerURL, cfg.OriginURL}, client: cfg.HTTPClient,

@@ -15,6 +15,7 @@ import (
 	"github.com/p2sp/p2sp/internal/fetch"
 	"github.com/p2sp/p2sp/internal/fileinfo"
 	"github.com/p2sp/p2sp/internal/httpapi"
+	"github.com/p2sp/p2sp/internal/manifest"
 	"github.com/p2sp/p2sp/metrics"
 )
 
@@ -27,6 +28,9 @@ func (s *Server) handleStream(c *gin.Context) error {
 	p, err := fileinfo.CleanPath(c.Param("path"))
 	if err != nil {
 		return httpapi.Errorf(http.StatusBadRequest, "bad path: %w", err)
+	}
+	if manifest.ByName(p) {
+		return s.serveManifest(c, p)
 	}
 	cached, hit := s.cache.Lookup(p)
 	if hit {
@@ -123,6 +127,10 @@ func (s *Server) serveOrigin(c *gin.Context, p string, st *staging) error {
 	}
 	if err != nil {
 		return httpapi.Errorf(http.StatusBadGateway, "%w", err)
+	}
+	if manifest.ByType(meta.ContentType) {
+		// A manifest by its type, whatever its name.
+		return s.serveManifest(c, p)
 	}
 	stats := s.statsFor(p)
 	var keep *stagedFile

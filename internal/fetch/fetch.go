@@ -20,6 +20,13 @@ var ErrNotFound = errors.New("not found on origin")
 // file than the one asked for, or ignores the range.
 var ErrChanged = errors.New("origin file changed or range ignored")
 
+// ErrNotModified is returned by Get when the origin's version is still
+// the one the caller holds.
+var ErrNotModified = errors.New("not modified")
+
+// ErrTooLarge is returned by Get for a body over its limit.
+var ErrTooLarge = errors.New("origin body over the limit")
+
 // Origin is one origin server.
 type Origin struct {
 	// Base is the origin's base URL, "http://host:port".
@@ -54,11 +61,58 @@ func (o *Origin) Head(ctx context.Context, path string) (Meta, error) {
 	case resp.ContentLength < 0:
 		return Meta{}, fmt.Errorf("head %s: origin sent no Content-Length", path)
 	}
+	return meta(resp), nil
+}
+
+// Whole fetches a whole small file (a manifest) into memory, at most limit
+// bytes. With etag set it asks conditionally (If-None-Match): a 304 is
+// ErrNotModified and costs no body.
+func (o *Origin) Whole(ctx context.Context, path, etag string, limit int64) (Meta, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fileinfo.FileURL(o.Base, path), nil)
+	if err != nil {
+		return Meta{}, nil, fmt.Errorf("get %s: %w", path, err)
+	}
+	if etag != "" {
+		req.Header.Set("If-None-Match", etag)
+	}
+	resp, err := o.Client.Do(req)
+	if err != nil {
+		return Meta{}, nil, fmt.Errorf("get %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotModified:
+		return Meta{}, nil, fmt.Errorf("get %s: %w", path, ErrNotModified)
+	case http.StatusNotFound:
+		return Meta{}, nil, fmt.Errorf("get %s: %w", path, ErrNotFound)
+	default:
+		return Meta{}, nil, fmt.Errorf("get %s: origin answered %s", path, resp.Status)
+	}
+	if resp.ContentLength > limit {
+		return Meta{}, nil, fmt.Errorf("get %s: %d bytes: %w", path, resp.ContentLength, ErrTooLarge)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	switch {
+	case err != nil:
+		return Meta{}, nil, fmt.Errorf("get %s: %w", path, err)
+	case int64(len(body)) > limit:
+		return Meta{}, nil, fmt.Errorf("get %s: %w", path, ErrTooLarge)
+	case resp.ContentLength >= 0 && int64(len(body)) != resp.ContentLength:
+		return Meta{}, nil, fmt.Errorf("get %s: %d of %d bytes: %w", path, len(body), resp.ContentLength, io.ErrUnexpectedEOF)
+	}
+	m := meta(resp)
+	m.Size = int64(len(body))
+	return m, body, nil
+}
+
+// meta reads a response's validators and type.
+func meta(resp *http.Response) Meta {
 	m := Meta{Size: resp.ContentLength, ETag: resp.Header.Get("ETag"), ContentType: resp.Header.Get("Content-Type")}
 	if t, err := http.ParseTime(resp.Header.Get("Last-Modified")); err == nil {
 		m.ModTime = t
 	}
-	return m, nil
+	return m
 }
 
 // Range returns the bytes [off, off+n) of the file's version etag (strong
@@ -103,10 +157,7 @@ func (o *Origin) Get(ctx context.Context, path string, off, n int64) (Meta, io.R
 	if err != nil {
 		return Meta{}, nil, fmt.Errorf("get %s from %d: %w", path, off, err)
 	}
-	m := Meta{ETag: resp.Header.Get("ETag"), ContentType: resp.Header.Get("Content-Type")}
-	if t, err := http.ParseTime(resp.Header.Get("Last-Modified")); err == nil {
-		m.ModTime = t
-	}
+	m := meta(resp)      // Size from the Content-Range below
 	var start, end int64 // the body's bytes, [start, end)
 	switch cr := resp.Header.Get("Content-Range"); resp.StatusCode {
 	case http.StatusPartialContent:

@@ -185,3 +185,58 @@ func TestGet(t *testing.T) {
 		})
 	}
 }
+
+func TestWhole(t *testing.T) {
+	data := []byte("#EXTM3U\n#EXTINF:1.0,\nseg1.ts\n")
+	const etag = `"v1"`
+	for _, tc := range []struct {
+		name    string
+		answer  func(w http.ResponseWriter, r *http.Request)
+		etag    string
+		limit   int64
+		wantErr error // nil: the body must be data
+	}{
+		{name: "unconditional", limit: 1 << 10},
+		{name: "another version held", etag: `"v0"`, limit: 1 << 10},
+		{name: "current version held", etag: etag, limit: 1 << 10, wantErr: ErrNotModified},
+		{name: "over the limit", limit: 10, wantErr: ErrTooLarge},
+		{name: "over the limit without a length", limit: 10, wantErr: ErrTooLarge,
+			answer: func(w http.ResponseWriter, r *http.Request) {
+				w.(http.Flusher).Flush() // chunked: no Content-Length
+				w.Write(data)
+			}},
+		{name: "short body", limit: 1 << 10, wantErr: io.ErrUnexpectedEOF,
+			answer: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Length", strconv.Itoa(len(data)+5))
+				w.Write(data)
+			}},
+		{name: "server error", limit: 1 << 10, wantErr: errAny,
+			answer: func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := origin(t, data, etag, tc.answer)
+			m, body, err := o.Whole(context.Background(), "f.bin", tc.etag, tc.limit)
+			switch {
+			case tc.wantErr == errAny:
+				if err == nil {
+					t.Fatal("Get succeeded")
+				}
+			case tc.wantErr != nil:
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("Get = %v, want %v", err, tc.wantErr)
+				}
+			case err != nil:
+				t.Fatal(err)
+			case !bytes.Equal(body, data) || m.ETag != etag || m.Size != int64(len(data)):
+				t.Fatalf("Get = %+v, %q", m, body)
+			}
+		})
+	}
+	o := origin(t, data, etag, nil)
+	if _, _, err := o.Whole(context.Background(), "nothing.bin", "", 1<<10); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Whole of a missing file = %v, want ErrNotFound", err)
+	}
+}
+
+// errAny stands for "some error" in a table.
+var errAny = errors.New("any error")
