@@ -104,6 +104,12 @@ func newCatalog(m *metrics.Origin, registering bool, settle time.Duration) *cata
 // media is then not hashed (and registered) half-written. It reports
 // whether the file was queued.
 func (c *catalog) observe(path string, v version, now time.Time) bool {
+	return c.record(path, v, now.Sub(v.modTime) >= c.settle)
+}
+
+// record is observe with the verdict on settling made by the caller: the
+// watcher knows a file settled once its writer closed it (watch.go).
+func (c *catalog) record(path string, v version, settled bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.files[path]
@@ -111,13 +117,13 @@ func (c *catalog) observe(path string, v version, now time.Time) bool {
 	case e == nil:
 		e = &entry{path: path, stat: v, idx: -1}
 		c.files[path] = e
-		if now.Sub(v.modTime) < c.settle {
+		if !settled {
 			return false
 		}
 	case !e.stat.equal(v):
 		e.stat = v
 		c.setRegistered(e, false)
-		if now.Sub(v.modTime) < c.settle {
+		if !settled {
 			if e.idx >= 0 {
 				heap.Remove(&c.queue, e.idx)
 				c.updateBacklog()

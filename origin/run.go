@@ -44,6 +44,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Go(func() { s.scanLoop(ctx) })
+	wg.Go(func() { s.watchLoop(ctx) })
 	wg.Go(func() { s.hashLoop(ctx) })
 	err := s.cfg.Timeouts.Serve(ctx, ln, s.Handler())
 	cancel()

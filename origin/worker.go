@@ -77,8 +77,9 @@ func (s *Server) scan(ctx context.Context, unservable map[string]bool) error {
 			return nil
 		}
 		// Symlinks, pipes, devices and sockets are not media; WalkDir
-		// does not follow symlinked directories either.
-		if !d.Type().IsRegular() {
+		// does not follow symlinked directories either. A writer's
+		// temporary file is renamed once complete (watch.go).
+		if !d.Type().IsRegular() || inProgress(d.Name()) {
 			return nil
 		}
 		clean, err := fileinfo.CleanPath(p)
@@ -111,7 +112,7 @@ func (s *Server) scan(ctx context.Context, unservable map[string]bool) error {
 // rescan looks at one path now, as a proxy's report asks. It reports
 // whether the path is a media file.
 func (s *Server) rescan(p string) bool {
-	if hidden(p) {
+	if hidden(p) || inProgress(p) {
 		return false
 	}
 	st, err := s.root.Lstat(p)
