@@ -162,6 +162,9 @@ func (s *Server) validManifest(ctx context.Context, p string, sl *manifestSlot, 
 		s.metrics.OriginFetchedBytes.Add(float64(len(body)))
 		cp = &manifestCopy{meta: meta, body: body, kind: manifest.Classify(body), checked: checked}
 		s.manifests.keep(p, sl, cp)
+		if cp.kind == manifest.Live {
+			s.prefetch(p, body)
+		}
 		return cp, metrics.SourceOrigin, nil
 	case errors.Is(err, fetch.ErrNotModified) && cp != nil:
 		again := *cp

@@ -56,6 +56,7 @@ type Server struct {
 	revalidated map[string]time.Time  // by path: the last check of a complete entry
 	files       map[string]*file      // by infohash
 	stats       map[string]*fileStats // by path, kept across versions
+	prefetching map[string]bool       // by path: segments being prefetched
 }
 
 // New opens the cache (re-verifying what it holds) and starts the
@@ -77,6 +78,7 @@ func New(cfg Config) (*Server, error) {
 		announceNow: make(chan struct{}, 1),
 		stats:       map[string]*fileStats{},
 		manifests:   newManifests(),
+		prefetching: map[string]bool{},
 	}
 	s.reports = &reporter{
 		targets: []string{cfg.TrackerURL, cfg.OriginURL}, client: cfg.HTTPClient,

@@ -138,3 +138,34 @@ func Fresh(k Kind, checked, arrived, now time.Time) bool {
 // changed. A live copy would be the stale playlist players stall on; an
 // error makes them retry.
 func ServeOnOriginError(k Kind) bool { return k == Static }
+
+// Next returns the media paths of the last n segments an HLS media
+// playlist at playlist (a slash-separated media path) names: those a live
+// viewer asks for next. Only relative URIs are followed (an absolute URL,
+// an absolute path or one with a query names something other than a file
+// beside the playlist), and never another playlist. The paths are joined,
+// not validated: the caller cleans them like any request path.
+func Next(playlist string, body []byte, n int) []string {
+	b := bytes.TrimPrefix(body, []byte("\xef\xbb\xbf"))
+	if !bytes.HasPrefix(b, []byte("#EXTM3U")) || n <= 0 {
+		return nil
+	}
+	var uris []string
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 0, 4096), MaxSize)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case line == "" || strings.HasPrefix(line, "#"):
+		case strings.Contains(line, "://") || strings.HasPrefix(line, "/") || strings.ContainsAny(line, "?#") || ByName(line):
+		default:
+			uris = append(uris, line)
+		}
+	}
+	uris = uris[max(0, len(uris)-n):]
+	out := make([]string, len(uris))
+	for i, u := range uris {
+		out[i] = path.Join(path.Dir(playlist), u)
+	}
+	return out
+}

@@ -94,3 +94,35 @@ func TestFresh(t *testing.T) {
 		t.Error("only a static copy may answer when the origin cannot")
 	}
 }
+
+func TestNext(t *testing.T) {
+	live := "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:7\n#EXTINF:1.0,\nindex7.ts\n#EXTINF:1.0,\nindex8.ts\n#EXTINF:1.0,\nsub/index9.ts\n"
+	for _, tc := range []struct {
+		name     string
+		playlist string
+		body     string
+		n        int
+		want     []string
+	}{
+		{"the last two", "live/index.m3u8", live, 2, []string{"live/index8.ts", "live/sub/index9.ts"}},
+		{"more than there are", "live/index.m3u8", live, 5, []string{"live/index7.ts", "live/index8.ts", "live/sub/index9.ts"}},
+		{"at the top", "index.m3u8", live, 1, []string{"sub/index9.ts"}},
+		{"none asked", "live/index.m3u8", live, 0, nil},
+		{"absolute URLs, paths and queries are not followed", "live/index.m3u8",
+			"#EXTM3U\n#EXTINF:1,\nhttp://cdn.example/a.ts\n#EXTINF:1,\n/abs/b.ts\n#EXTINF:1,\nc.ts?token=1\n#EXTINF:1,\nd.ts\n", 4, []string{"live/d.ts"}},
+		{"a master playlist names no segments", "live/master.m3u8", "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nlow/index.m3u8\n", 3, []string{}},
+		{"not a playlist", "live/index.m3u8", "<MPD/>", 3, nil},
+	} {
+		got := Next(tc.playlist, []byte(tc.body), tc.n)
+		if len(got) != len(tc.want) {
+			t.Errorf("%s: Next = %q, want %q", tc.name, got, tc.want)
+			continue
+		}
+		for i := range got {
+			if got[i] != tc.want[i] {
+				t.Errorf("%s: Next = %q, want %q", tc.name, got, tc.want)
+				break
+			}
+		}
+	}
+}
