@@ -53,8 +53,14 @@ func (s *Server) prefetch(p string, body []byte) {
 	}
 }
 
-// prefetchFile brings segment p into the cache, unless it is there.
+// prefetchFile brings segment p into the cache, unless it is there or a
+// player's request is streaming it from the origin already (its bytes are
+// staged, and enter the cache from there: fetching them again would double
+// the origin's cost).
 func (s *Server) prefetchFile(p string) {
+	if s.staging.has(p) {
+		return
+	}
 	if e, ok := s.cache.Lookup(p); ok {
 		complete := e.Complete()
 		e.Release()
@@ -65,7 +71,7 @@ func (s *Server) prefetchFile(p string) {
 	ctx, cancel := context.WithTimeout(s.ctx, prefetchTimeout)
 	defer cancel()
 	info, err := s.registered(ctx, p)
-	if err != nil || s.cacheBroken() {
+	if err != nil || s.cacheBroken() || s.staging.has(p) {
 		s.log.Debug("segment not prefetched", "path", p, "err", err)
 		return
 	}

@@ -93,6 +93,14 @@ func (st *staging) file(p string, meta fetch.Meta) *stagedFile {
 	return sf
 }
 
+// has reports whether bytes of p are staged: a request streams it from the
+// origin, and they enter the cache once it is registered.
+func (st *staging) has(p string) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.files[p] != nil
+}
+
 // drop forgets sf and deletes its bytes.
 func (st *staging) drop(p string, sf *stagedFile) {
 	st.mu.Lock()
