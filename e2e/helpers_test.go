@@ -169,8 +169,14 @@ type proxyStatus struct {
 
 func status(t *testing.T, p *demo.Service) proxyStatus {
 	t.Helper()
+	return statusAt(t, p.URL)
+}
+
+// statusAt reads the /v1/status of the proxy at base.
+func statusAt(t *testing.T, base string) proxyStatus {
+	t.Helper()
 	var st proxyStatus
-	if err := json.Unmarshal(mustGet(t, p.URL+"/v1/status", "", http.StatusOK), &st); err != nil {
+	if err := json.Unmarshal(mustGet(t, base+"/v1/status", "", http.StatusOK), &st); err != nil {
 		t.Fatal(err)
 	}
 	return st
