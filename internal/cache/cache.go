@@ -190,16 +190,24 @@ func (c *Cache) Close() error {
 
 // Lookup returns the newest entry for a file path, pinned (the caller must
 // Release it), and marks it most recently used.
-func (c *Cache) Lookup(path string) (*Entry, bool) {
+func (c *Cache) Lookup(path string) (*Entry, bool) { return c.lookup(path, true) }
+
+// Peek is Lookup for a probe (a HEAD): the entry is pinned but not marked
+// used, so probing a file does not change which file is evicted next.
+func (c *Cache) Peek(path string) (*Entry, bool) { return c.lookup(path, false) }
+
+func (c *Cache) lookup(path string, use bool) (*Entry, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.byPath[path]
 	if e == nil || c.closed {
 		return nil, false
 	}
-	c.lru.Get(e.ih)
 	e.pins++
-	c.touchLocked(e)
+	if use {
+		c.lru.Get(e.ih)
+		c.touchLocked(e)
+	}
 	return e, true
 }
 
