@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -604,5 +605,136 @@ func TestTinyCache(t *testing.T) {
 	t.Logf("cache: %d bytes accounted, %d on disk, capacity %d", st.Cache.Bytes, onDisk, capacity)
 	if onDisk > capacity {
 		t.Errorf("%d bytes in the cache directory, over its %d-byte size", onDisk, capacity)
+	}
+}
+
+// stallingOrigin is a reverse proxy in front of the real origin that, while
+// hang is set, passes the first 1000 bytes of each media body and then
+// sends nothing more until its client gives up.
+type stallingOrigin struct {
+	*httptest.Server
+	hang    atomic.Bool
+	gets    atomic.Int64
+	hanging chan struct{} // gets a value when a body starts hanging
+}
+
+func newStallingOrigin(t *testing.T, origin string) *stallingOrigin {
+	t.Helper()
+	u, err := url.Parse(origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.ErrorLog = nil
+	s := &stallingOrigin{hanging: make(chan struct{}, 1)}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/files/") {
+			s.gets.Add(1)
+			if s.hang.Load() {
+				w = &hangWriter{ResponseWriter: w, ctx: r.Context(), left: 1000, hanging: s.hanging}
+			}
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// hangWriter writes left body bytes, then blocks until ctx ends.
+type hangWriter struct {
+	http.ResponseWriter
+	ctx     context.Context
+	left    int
+	hanging chan struct{}
+}
+
+func (w *hangWriter) Write(b []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(b[:min(len(b), w.left)])
+	w.left -= n
+	if err != nil || w.left > 0 {
+		return n, err
+	}
+	w.ResponseWriter.(http.Flusher).Flush()
+	select {
+	case w.hanging <- struct{}{}:
+	default:
+	}
+	<-w.ctx.Done()
+	return n, w.ctx.Err()
+}
+
+// TestStalledOriginRecovers: an origin that sends 1000 bytes of a range and
+// then goes silent holds nothing for good. A player waiting when it
+// returns gets its bytes; a player whose request failed during the stall
+// gets the file at once on its next request, from new origin requests.
+func TestStalledOriginRecovers(t *testing.T) {
+	const (
+		size  = 4<<20 + 99
+		stall = 3 * time.Second
+	)
+	c := start(t, demo.Config{ScanInterval: 200 * time.Millisecond})
+	data := writeMedia(t, c, "stall/a.bin", size)
+	other := writeMedia(t, c, "stall/b.bin", size)
+	waitInfo(t, c, "stall/a.bin", "")
+	waitInfo(t, c, "stall/b.bin", "")
+	o := newStallingOrigin(t, c.Origin.URL)
+	tp := startTestProxy(t, c, proxy.Config{OriginURL: o.URL, StallTimeout: stall})
+	u := tp.URL + "/stream/" + fileinfo.EscapePath("stall/a.bin")
+
+	// The origin stalls under a waiting player, then returns.
+	o.hang.Store(true)
+	type result struct {
+		body []byte
+		err  error
+		took time.Duration
+	}
+	done := make(chan result, 1)
+	go func() {
+		t0 := time.Now()
+		resp, body, err := get(t, u, "bytes=0-2999999")
+		if err == nil && resp.StatusCode != http.StatusPartialContent {
+			err = errors.New(resp.Status)
+		}
+		done <- result{body, err, time.Since(t0)}
+	}()
+	select {
+	case <-o.hanging:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the proxy never asked the origin")
+	}
+	o.hang.Store(false)
+	r := <-done
+	t.Logf("stalled under a waiting player: %d bytes in %s, err %v", len(r.body), r.took.Round(time.Millisecond), r.err)
+	if r.err != nil || !bytes.Equal(r.body, data[:3000000]) {
+		t.Fatalf("the player waiting through a stall of the origin got %d bytes, err %v; want its range once the origin is back", len(r.body), r.err)
+	}
+
+	// The origin stalls on every request for another file: the player's
+	// request fails (cleanly), then the origin returns.
+	u, data = tp.URL+"/stream/"+fileinfo.EscapePath("stall/b.bin"), other
+	o.hang.Store(true)
+	t0 := time.Now()
+	resp, body, err := get(t, u, "")
+	t.Logf("origin stalled throughout: %s after %s, %d bytes, err %v", statusOf(resp), time.Since(t0).Round(time.Millisecond), len(body), err)
+	if err == nil && resp.StatusCode == http.StatusOK && len(body) == size {
+		t.Fatal("a whole response from an origin that stalled throughout")
+	}
+	if !isPrefix(body, data) {
+		t.Fatal("the failed response carried wrong bytes")
+	}
+	o.hang.Store(false)
+	before := o.gets.Load()
+	t0 = time.Now()
+	resp, body, err = get(t, u, "")
+	took := time.Since(t0)
+	t.Logf("origin back: %s in %s, %d new origin requests", statusOf(resp), took.Round(time.Millisecond), o.gets.Load()-before)
+	if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(body, data) {
+		t.Fatalf("the next request after the origin returned: %s, %d bytes, err %v; want the file", statusOf(resp), len(body), err)
+	}
+	if o.gets.Load() == before {
+		t.Error("the file was served without a new origin request")
+	}
+	if took > 5*time.Second {
+		t.Errorf("the next request after the origin returned took %s; want a few seconds at most", took)
 	}
 }

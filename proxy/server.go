@@ -67,7 +67,10 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: cfg.Logger.With("component", "proxy"),
 		tracker: &trackerClient{base: cfg.TrackerURL, client: cfg.HTTPClient},
-		origin:  &fetch.Origin{Base: cfg.OriginURL, Client: cfg.HTTPClient},
+		// An origin silent mid-body for a third of the stall timeout is
+		// given up on and asked again, before the waiting player's own
+		// stall timeout.
+		origin:  &fetch.Origin{Base: cfg.OriginURL, Client: cfg.HTTPClient, IdleTimeout: cfg.StallTimeout / 3},
 		metrics: metrics.NewProxy(cfg.Registry),
 		ctx:     ctx, cancel: cancel,
 		files:       map[string]*file{},
