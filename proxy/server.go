@@ -50,6 +50,10 @@ type Server struct {
 	// streams from the origin without caching for a while.
 	cacheBrokenUntil atomic.Int64
 
+	// bind orders the binding of files to cache entries and torrents:
+	// activate, and the retiring of files (evicted, drop).
+	bind sync.Mutex
+
 	mu          sync.Mutex
 	revalidated map[string]time.Time  // by path: the last check of a complete entry
 	files       map[string]*file      // by infohash
@@ -205,37 +209,53 @@ func (s *Server) served(st *fileStats, source string, n int64) {
 	s.metrics.BytesServed.WithLabelValues(source).Add(float64(n))
 }
 
-// activate returns the open file for info, joining its torrent and
-// starting its scheduler the first time.
+// activate returns the open file for info bound to entry, joining its
+// torrent and starting its scheduler the first time. A file still open on
+// an earlier entry of the same version (removed, its eviction callback
+// still on its way), or one already closing, is retired first: its
+// torrent reads that entry's files, not entry's.
 func (s *Server) activate(info *fileinfo.Info, entry *cache.Entry) (*file, error) {
+	s.bind.Lock()
+	defer s.bind.Unlock()
 	s.mu.Lock()
-	f, ok := s.files[info.InfoHash]
+	f := s.files[info.InfoHash]
 	s.mu.Unlock()
-	if ok {
+	if f != nil && f.entry == entry && f.ctx.Err() == nil && !f.torrent.Closed() {
 		return f, nil
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
-	defer cancel()
-	t, err := s.swarm.Open(ctx, info, info.Peers)
+	if removed(entry) {
+		return nil, fmt.Errorf("activate %s: %w", info.Path, cache.ErrRemoved)
+	}
+	if f != nil {
+		s.retire(info.InfoHash, f, errors.New("its cache entry was replaced"))
+	}
+	t, err := s.swarm.Open(info, info.Peers)
 	if err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if f, ok := s.files[info.InfoHash]; ok {
-		return f, nil
-	}
 	f = newFile(s, info, entry, t, s.statsLocked(info.Path))
 	if len(info.Peers) > 0 {
 		f.peersUntil = time.Now().Add(time.Second)
 	}
 	s.files[info.InfoHash] = f
+	s.mu.Unlock()
 	s.wg.Go(f.run)
 	select {
 	case s.announceNow <- struct{}{}:
 	default:
 	}
 	return f, nil
+}
+
+// removed reports whether e has left the cache.
+func removed(e *cache.Entry) bool {
+	select {
+	case <-e.Removed():
+		return true
+	default:
+		return false
+	}
 }
 
 func (s *Server) statsLocked(path string) *fileStats {
@@ -253,23 +273,37 @@ func (s *Server) statsLocked(path string) *fileStats {
 func (s *Server) drop(f *file, err error) {
 	s.log.Warn("dropping file", "path", f.info.Path, "infohash", f.info.InfoHash, "err", err)
 	f.fail(err)
-	s.mu.Lock()
-	if s.files[f.info.InfoHash] == f {
-		delete(s.files, f.info.InfoHash)
-	}
-	s.mu.Unlock()
-	s.swarm.Drop(f.info.InfoHash)
+	s.bind.Lock()
+	s.retire(f.info.InfoHash, f, err)
+	s.bind.Unlock()
 	s.cache.Remove(f.info.InfoHash)
 }
 
-// evicted is the cache's callback: the entry is gone, so is its torrent.
+// evicted is the cache's callback: the entry is gone, so is its torrent;
+// unless the file open for the infohash is bound to a newer entry, which
+// the callback is not about.
 func (s *Server) evicted(infohash string) {
+	s.bind.Lock()
+	defer s.bind.Unlock()
 	s.mu.Lock()
-	f, ok := s.files[infohash]
-	delete(s.files, infohash)
+	f := s.files[infohash]
 	s.mu.Unlock()
-	if ok {
-		f.cancel(errors.New("evicted from the cache"))
+	if f != nil && !removed(f.entry) {
+		return
+	}
+	s.retire(infohash, f, errors.New("evicted from the cache"))
+}
+
+// retire closes f (if not nil) with err and leaves the torrent. s.bind is
+// held.
+func (s *Server) retire(infohash string, f *file, err error) {
+	if f != nil {
+		f.cancel(err)
+		s.mu.Lock()
+		if s.files[infohash] == f {
+			delete(s.files, infohash)
+		}
+		s.mu.Unlock()
 	}
 	s.swarm.Drop(infohash)
 }
