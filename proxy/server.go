@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -258,13 +259,41 @@ func removed(e *cache.Entry) bool {
 	}
 }
 
+// maxStatPaths bounds the paths whose counters the proxy keeps (and those
+// it remembers revalidating). Open files keep theirs; the others go least
+// recently used first.
+const maxStatPaths = 1024
+
 func (s *Server) statsLocked(path string) *fileStats {
 	st, ok := s.stats[path]
 	if !ok {
+		if len(s.stats) >= maxStatPaths {
+			s.pruneStatsLocked()
+		}
 		st = &fileStats{}
 		s.stats[path] = st
 	}
+	st.used = time.Now()
 	return st
+}
+
+// pruneStatsLocked forgets the counters of the least recently used paths
+// that no open file counts into, down to three quarters of maxStatPaths.
+func (s *Server) pruneStatsLocked() {
+	open := map[string]bool{}
+	for _, f := range s.files {
+		open[f.info.Path] = true
+	}
+	var idle []string
+	for p := range s.stats {
+		if !open[p] {
+			idle = append(idle, p)
+		}
+	}
+	slices.SortFunc(idle, func(a, b string) int { return s.stats[a].used.Compare(s.stats[b].used) })
+	for _, p := range idle[:max(0, min(len(idle), len(s.stats)-maxStatPaths*3/4))] {
+		delete(s.stats, p)
+	}
 }
 
 // drop closes a file version for good: readers get err, the torrent is
@@ -372,6 +401,11 @@ func (s *Server) revalidate(info *fileinfo.Info) {
 	if time.Since(s.revalidated[info.Path]) < revalidateEvery {
 		s.mu.Unlock()
 		return
+	}
+	if len(s.revalidated) >= maxStatPaths {
+		// What is left are the complete entries played in the last
+		// revalidateEvery.
+		forgetOlder(s.revalidated, revalidateEvery)
 	}
 	s.revalidated[info.Path] = time.Now()
 	s.mu.Unlock()
