@@ -47,6 +47,7 @@ type Server struct {
 	wg     sync.WaitGroup
 
 	announceNow chan struct{} // wakes the announce loop
+	announced   chan struct{} // closed when the announce loop has ended
 	// cacheBrokenUntil (unix nanoseconds): after a disk error the proxy
 	// streams from the origin without caching for a while.
 	cacheBrokenUntil atomic.Int64
@@ -81,6 +82,7 @@ func New(cfg Config) (*Server, error) {
 		files:       map[string]*file{},
 		revalidated: map[string]time.Time{},
 		announceNow: make(chan struct{}, 1),
+		announced:   make(chan struct{}),
 		stats:       map[string]*fileStats{},
 	}
 	s.reports = &reporter{
@@ -121,7 +123,10 @@ func New(cfg Config) (*Server, error) {
 		s.cache.Close()
 		return nil, err
 	}
-	s.wg.Go(s.announceLoop)
+	s.wg.Go(func() {
+		defer close(s.announced)
+		s.announceLoop()
+	})
 	s.wg.Go(s.warmUp)
 	// Seed what the cache already holds.
 	for _, e := range s.cache.Entries() {
@@ -165,6 +170,7 @@ func (s *Server) warmUp() {
 // Close stops the background work, the swarm and the cache.
 func (s *Server) Close() error {
 	s.cancel()
+	<-s.announced // the stopped announces need the swarm
 	errs := []error{s.swarm.Close()}
 	s.wg.Wait()
 	errs = append(errs, s.cache.Close())
