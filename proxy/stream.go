@@ -44,7 +44,9 @@ func (s *Server) handleStream(c *gin.Context) error {
 		}
 		return s.serveInfo(c, cached.Info())
 	}
-	if off, n, ok := coldSpan(c.Request); ok && c.Request.Method == http.MethodGet {
+	// A conditional request may need no body at all (304, 412): it asks
+	// the tracker first, so that it creates nothing unless it gets bytes.
+	if off, n, ok := coldSpan(c.Request); ok && c.Request.Method == http.MethodGet && !conditional(c.Request) {
 		return s.serveCold(c, p, off, n)
 	}
 	return s.serveLookedUp(c, p)
@@ -220,4 +222,15 @@ func (b *originBody) Read(p []byte) (int, error) {
 		b.off += int64(n)
 	}
 	return n, err
+}
+
+// conditional reports whether r carries a precondition that can answer it
+// without a body.
+func conditional(r *http.Request) bool {
+	for _, h := range []string{"If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since"} {
+		if r.Header.Get(h) != "" {
+			return true
+		}
+	}
+	return false
 }
