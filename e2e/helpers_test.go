@@ -159,6 +159,7 @@ type statusFile struct {
 	OriginShare    float64 `json:"origin_share"`
 	VerifyFailures int64   `json:"verification_failures"`
 	UploadedBytes  int64   `json:"uploaded_bytes"`
+	OriginRequests int     `json:"origin_requests"`
 	Error          string  `json:"error"`
 	RefusedInfo    string  `json:"refused_info"`
 }
@@ -175,8 +176,14 @@ type proxyStatus struct {
 
 func status(t *testing.T, p *demo.Service) proxyStatus {
 	t.Helper()
+	return statusAt(t, p.URL)
+}
+
+// statusAt reads the /v1/status of the proxy at base.
+func statusAt(t *testing.T, base string) proxyStatus {
+	t.Helper()
 	var st proxyStatus
-	if err := json.Unmarshal(mustGet(t, p.URL+"/v1/status", "", http.StatusOK), &st); err != nil {
+	if err := json.Unmarshal(mustGet(t, base+"/v1/status", "", http.StatusOK), &st); err != nil {
 		t.Fatal(err)
 	}
 	return st

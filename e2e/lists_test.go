@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -168,5 +169,40 @@ func TestListsThroughProxy(t *testing.T) {
 	}
 	if got := originFavorites(t, c, c.User, c.UserToken); !slices.Equal(got, []string{":sample.mp4"}) {
 		t.Fatalf("after removing the tone, the origin has %v", got)
+	}
+}
+
+// TestListBodyTooLarge: a list call with a body over the relay's bound is
+// the caller's 413, with or without a Content-Length, and its answer names
+// neither the origin nor the user.
+func TestListBodyTooLarge(t *testing.T) {
+	c := start(t, demo.Config{Proxies: 1, ScanInterval: time.Hour})
+	big := `{"path":"` + strings.Repeat("a", 2<<20) + `"}`
+	for _, tc := range []struct {
+		name string
+		body io.Reader
+	}{
+		{"with Content-Length", strings.NewReader(big)},
+		{"chunked", io.MultiReader(strings.NewReader(big))},
+	} {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, c.Proxies[0].URL+"/v1/lists/favorites", tc.body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		t.Logf("%s: %s %s", tc.name, resp.Status, b)
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Errorf("%s: %s, want 413", tc.name, resp.Status)
+		}
+		originHost := strings.TrimPrefix(c.Origin.URL, "http://")
+		if bytes.Contains(b, []byte(originHost)) || bytes.Contains(b, []byte("/v1/users/")) {
+			t.Errorf("%s: the answer names the origin or the user: %s", tc.name, b)
+		}
 	}
 }

@@ -149,6 +149,9 @@ func loopbackAddr(t *testing.T) string {
 type testProxy struct {
 	*proxy.Server
 	URL string
+	// Stop stops the proxy before the test ends (its cleanup then does
+	// nothing); it returns how the proxy closed.
+	Stop func() error
 }
 
 // startTestProxy runs proxy.New(cfg) with the cluster's tracker, origin and
@@ -187,11 +190,14 @@ func startTestProxy(t *testing.T, c *demo.Cluster, cfg proxy.Config) *testProxy 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, ln) }()
-	t.Cleanup(func() {
+	stop := sync.OnceValue(func() error {
 		cancel()
-		if err := errors.Join(<-done, s.Close()); err != nil {
+		return errors.Join(<-done, s.Close())
+	})
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
 			t.Logf("stop test proxy: %v", err)
 		}
 	})
-	return &testProxy{Server: s, URL: httpapi.URL(ln)}
+	return &testProxy{Server: s, URL: httpapi.URL(ln), Stop: stop}
 }

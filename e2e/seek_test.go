@@ -62,7 +62,14 @@ func TestSeekMovesThePlayhead(t *testing.T) {
 	if held := strings.Count(pieces[(3<<20)/pl:(4<<20)/pl], "1"); held > 0 {
 		t.Fatalf("%d pieces of the old read-ahead (3-4 MiB) were fetched after the seek: %s", held, pieces[:(5<<20)/pl])
 	}
-	time.Sleep(time.Second)
+	// Once the proxy has no origin request left for the file (the seek's
+	// response is over), nothing more can arrive: the old read-ahead must
+	// still be missing.
+	for deadline := time.Now().Add(10 * time.Second); fileStatusOf(t, p, "seek.bin").OriginRequests > 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("origin requests for seek.bin still under way 10 s after the seek's response: %+v", fileStatusOf(t, p, "seek.bin"))
+		}
+	}
 	if held := strings.Count(pieceMap(t, p, "seek.bin")[(2<<20)/pl:(4<<20)/pl], "1"); held > 0 {
 		t.Fatalf("%d pieces of the old read-ahead (2-4 MiB) arrived after the seek", held)
 	}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/p2sp/p2sp/internal/swarm"
@@ -14,38 +15,67 @@ const (
 	announceTick    = 500 * time.Millisecond
 	announceRetry   = 2 * time.Second
 	announceTimeout = 5 * time.Second
+	// announceParallel bounds the announces under way at once: a tracker
+	// that does not answer costs a round announceTimeout, not
+	// announceTimeout per file.
+	announceParallel = 16
+	// stoppedTimeout bounds the stopped announces of a proxy shutting down.
+	stoppedTimeout = time.Second
 )
 
 // announceState is a file's standing with the tracker.
 type announceState struct {
-	next      time.Time
+	next time.Time
+	// told: an announce was sent, so the tracker may list this proxy
+	// (even if its answer never came).
+	told      bool
 	started   bool
 	completed bool
 }
 
+// announced is the outcome of one announce.
+type announced struct {
+	f        *file
+	event    swarm.Event
+	interval time.Duration
+	err      error
+}
+
 // announceLoop announces every open file when it is due, until the server
-// closes. A newly opened file is due at once (activate wakes the loop), so
-// the next proxy's lookup already names this one as a peer.
+// closes; then it tells the tracker the proxy has stopped, so that other
+// proxies are not sent to it. A newly opened file is due at once (activate
+// wakes the loop), so the next proxy's lookup already names this one as a
+// peer. Announces run concurrently, announceParallel at most: a tracker
+// that hangs holds up each file for announceTimeout, not the files behind
+// it. The loop alone reads and writes the files' announce states.
 func (s *Server) announceLoop() {
 	tick := time.NewTicker(announceTick)
 	defer tick.Stop()
 	url := s.cfg.TrackerURL + "/announce"
+	sem := make(chan struct{}, announceParallel)
+	results := make(chan announced)
+	inflight := map[*file]bool{}
 	for {
 		select {
 		case <-s.ctx.Done():
+			// The files' contexts are done: what is under way ends now.
+			for len(inflight) > 0 {
+				r := <-results
+				delete(inflight, r.f)
+				r.f.announce.record(r)
+			}
+			s.announceStopped(url, sem)
 			return
+		case r := <-results:
+			delete(inflight, r.f)
+			r.f.announce.record(r)
+			continue
 		case <-tick.C:
 		case <-s.announceNow:
 		}
-		s.mu.Lock()
-		files := make([]*file, 0, len(s.files))
-		for _, f := range s.files {
-			files = append(files, f)
-		}
-		s.mu.Unlock()
 		now := time.Now()
-		for _, f := range files {
-			if now.Before(f.announce.next) || f.ctx.Err() != nil {
+		for _, f := range s.openFiles() {
+			if inflight[f] || now.Before(f.announce.next) || f.ctx.Err() != nil {
 				continue
 			}
 			event := swarm.EventNone
@@ -55,17 +85,65 @@ func (s *Server) announceLoop() {
 			case !f.announce.completed && f.entry.Complete():
 				event = swarm.EventCompleted
 			}
-			ctx, cancel := context.WithTimeout(f.ctx, announceTimeout)
-			interval, err := s.swarm.Announce(ctx, f.torrent, url, event)
-			cancel()
-			if err != nil {
-				s.log.Debug("announce failed", "path", f.info.Path, "err", err)
-				f.announce.next = time.Now().Add(announceRetry)
-				continue
-			}
-			f.announce.started = true
-			f.announce.completed = f.announce.completed || event == swarm.EventCompleted
-			f.announce.next = time.Now().Add(max(interval, announceRetry))
+			inflight[f] = true
+			f.announce.told = true
+			go func() { // the loop waits for its result before it returns
+				ctx, cancel := context.WithTimeout(f.ctx, announceTimeout)
+				defer cancel()
+				interval, err := s.announce(ctx, sem, f, url, event)
+				results <- announced{f: f, event: event, interval: interval, err: err}
+			}()
 		}
 	}
+}
+
+// record takes in the outcome of an announce.
+func (a *announceState) record(r announced) {
+	if r.err != nil {
+		a.next = time.Now().Add(announceRetry)
+		return
+	}
+	a.started = true
+	a.completed = a.completed || r.event == swarm.EventCompleted
+	a.next = time.Now().Add(max(r.interval, announceRetry))
+}
+
+// announce sends one announce once one of sem's slots is free.
+func (s *Server) announce(ctx context.Context, sem chan struct{}, f *file, url string, event swarm.Event) (time.Duration, error) {
+	select {
+	case sem <- struct{}{}:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	defer func() { <-sem }()
+	interval, err := s.swarm.Announce(ctx, f.torrent, url, event)
+	if err != nil {
+		s.log.Debug("announce failed", "path", f.info.Path, "event", event, "err", err)
+	}
+	return interval, err
+}
+
+// announceStopped sends the stopped event for every file the tracker may
+// list this proxy for, within stoppedTimeout in all: a shutdown does not
+// wait on a tracker that does not answer.
+func (s *Server) announceStopped(url string, sem chan struct{}) {
+	ctx, cancel := context.WithTimeout(context.Background(), stoppedTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, f := range s.openFiles() {
+		if f.announce.told {
+			wg.Go(func() { s.announce(ctx, sem, f, url, swarm.EventStopped) })
+		}
+	}
+	wg.Wait()
+}
+
+func (s *Server) openFiles() []*file {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	files := make([]*file, 0, len(s.files))
+	for _, f := range s.files {
+		files = append(files, f)
+	}
+	return files
 }

@@ -115,13 +115,15 @@ func (s *Server) serveCold(c *gin.Context, p string, off, n int64) error {
 		return s.serveManifest(c, p)
 	}
 	cr := &coldRequest{s: s, p: p, meta: meta, l: l, stats: s.statsFor(p), done: make(chan struct{})}
-	if !s.cacheBroken() {
-		cr.keep = s.staging.file(p, meta)
-	}
 	firstEnd := min(off+n, meta.Size)
-	s.wg.Go(func() { cr.settle(firstEnd) })
 	var first *originBody
 	if body != nil {
+		// Only a request that gets bytes stages them and joins the file:
+		// a probe past the end (the origin's 416) leaves the cache alone.
+		if !s.cacheBroken() {
+			cr.keep = s.staging.file(p, meta)
+		}
+		s.wg.Go(func() { cr.settle(firstEnd) })
 		first = cr.originBody(body, off)
 	}
 	defer func() {
@@ -330,11 +332,25 @@ func (r *coldReader) Read(p []byte) (int, error) {
 	if r.first != nil {
 		n, err := r.first.Read(p[:min(int64(len(p)), r.firstEnd-r.off)])
 		r.off += int64(n)
-		if err == io.EOF || r.off == r.firstEnd {
+		switch {
+		case err == io.EOF || r.off == r.firstEnd:
 			r.first.Close()
 			r.first, err = nil, nil
+		case err != nil && r.ctx.Err() == nil:
+			// The first origin body broke off (cut short, stalled): the
+			// rest comes through cr.open from here, whose sources retry.
+			r.cr.s.log.Warn("origin body of a cold request broke off, going on from the file's sources", "path", r.cr.p, "at", r.off, "err", err)
+			r.first.Close()
+			r.first, err = nil, nil
+			if c, ok := r.rest.(io.Closer); ok {
+				c.Close() // it starts at the old end of the first body
+			}
+			r.rest = nil
 		}
-		return n, err
+		if n > 0 || err != nil {
+			return n, err
+		}
+		return r.Read(p)
 	}
 	if r.rest == nil {
 		if err := r.openRest(); err != nil {

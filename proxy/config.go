@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -112,8 +113,11 @@ func (c Config) withDefaults() (Config, error) {
 		// reuses a warm connection instead of opening one. Media is not
 		// worth compressing, and a gzip body would defeat range checks.
 		c.HTTPClient = &http.Client{Transport: &http.Transport{
-			Proxy:                 nil,
-			MaxIdleConns:          64,
+			Proxy:        nil,
+			MaxIdleConns: 64,
+			// A black-holed host fails in seconds, not after the kernel's
+			// two minutes of SYN retries.
+			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			MaxIdleConnsPerHost:   16,
 			DisableCompression:    true,
 			IdleConnTimeout:       90 * time.Second,

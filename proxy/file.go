@@ -76,6 +76,7 @@ type fileStats struct {
 	// refused is why the tracker's last answer for the path was refused,
 	// until one verifies.
 	refused atomic.Pointer[string]
+	used    time.Time // last statsFor; Server.mu
 }
 
 func (st *fileStats) setErr(err error) {

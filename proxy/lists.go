@@ -1,8 +1,9 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
-	"fmt"
+	"errors"
 	"io"
 	"mime"
 	"net/http"
@@ -83,13 +84,27 @@ func (s *Server) relay(c *gin.Context, target string, auth bool) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), relayTimeout)
 	defer cancel()
+	// The body is read here, whole and bounded, so that one too large is
+	// the player's 413, not an origin failure.
 	var body io.Reader
 	if c.Request.ContentLength != 0 && c.Request.Method != http.MethodGet {
-		body = http.MaxBytesReader(c.Writer, c.Request.Body, maxRelayBody)
+		if c.Request.ContentLength > maxRelayBody {
+			return httpapi.Errorf(http.StatusRequestEntityTooLarge, "request body over %d bytes", maxRelayBody)
+		}
+		b, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxRelayBody))
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return httpapi.Errorf(http.StatusRequestEntityTooLarge, "request body over %d bytes", maxRelayBody)
+		}
+		if err != nil {
+			return httpapi.Errorf(http.StatusBadRequest, "read request body: %w", err)
+		}
+		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, c.Request.Method, target, body)
 	if err != nil {
-		return fmt.Errorf("relay: %w", err)
+		s.log.Error("relay: building the origin request", "err", err)
+		return httpapi.Errorf(http.StatusInternalServerError, "relay: cannot build the origin request")
 	}
 	if ct := c.GetHeader("Content-Type"); ct != "" && body != nil {
 		req.Header.Set("Content-Type", ct)
@@ -100,7 +115,10 @@ func (s *Server) relay(c *gin.Context, target string, auth bool) error {
 	}
 	resp, err := s.cfg.HTTPClient.Do(req)
 	if err != nil {
-		return httpapi.Errorf(http.StatusBadGateway, "origin: %w", err)
+		// The error names the origin's URL and the user: the log has it,
+		// the page gets no internals.
+		s.log.Warn("relay to the origin failed", "err", err)
+		return httpapi.Errorf(http.StatusBadGateway, "the origin could not be reached")
 	}
 	defer resp.Body.Close()
 	for _, h := range []string{"Content-Type", "X-Total-Count"} {

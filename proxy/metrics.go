@@ -28,7 +28,7 @@ func (s *Server) startClock(c *gin.Context) {
 // disk (the cache's, sendfiled) are returned unwrapped: their bytes are
 // there, so the first byte is ready when Open returns, and wrapping them
 // would lose sendfile.
-func (s *Server) timed(c *gin.Context, open func(context.Context, int64, int64) (io.Reader, error)) func(context.Context, int64, int64) (io.Reader, error) {
+func (s *Server) timed(c *gin.Context, open opener) opener {
 	start := c.GetTime(startKey)
 	if start.IsZero() {
 		start = time.Now()

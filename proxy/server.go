@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,9 +49,14 @@ type Server struct {
 	wg     sync.WaitGroup
 
 	announceNow chan struct{} // wakes the announce loop
+	announced   chan struct{} // closed when the announce loop has ended
 	// cacheBrokenUntil (unix nanoseconds): after a disk error the proxy
 	// streams from the origin without caching for a while.
 	cacheBrokenUntil atomic.Int64
+
+	// bind orders the binding of files to cache entries and torrents:
+	// activate, and the retiring of files (evicted, drop).
+	bind sync.Mutex
 
 	mu          sync.Mutex
 	revalidated map[string]time.Time  // by path: the last check of a complete entry
@@ -70,12 +76,16 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: cfg.Logger.With("component", "proxy"),
 		tracker: &trackerClient{base: cfg.TrackerURL, client: cfg.HTTPClient},
-		origin:  &fetch.Origin{Base: cfg.OriginURL, Client: cfg.HTTPClient},
+		// An origin silent mid-body for a third of the stall timeout is
+		// given up on and asked again, before the waiting player's own
+		// stall timeout.
+		origin:  &fetch.Origin{Base: cfg.OriginURL, Client: cfg.HTTPClient, IdleTimeout: cfg.StallTimeout / 3},
 		metrics: metrics.NewProxy(cfg.Registry),
 		ctx:     ctx, cancel: cancel,
 		files:       map[string]*file{},
 		revalidated: map[string]time.Time{},
 		announceNow: make(chan struct{}, 1),
+		announced:   make(chan struct{}),
 		stats:       map[string]*fileStats{},
 		manifests:   newManifests(),
 		prefetching: map[string]bool{},
@@ -118,7 +128,10 @@ func New(cfg Config) (*Server, error) {
 		s.cache.Close()
 		return nil, err
 	}
-	s.wg.Go(s.announceLoop)
+	s.wg.Go(func() {
+		defer close(s.announced)
+		s.announceLoop()
+	})
 	s.wg.Go(s.warmUp)
 	// Seed what the cache already holds.
 	for _, e := range s.cache.Entries() {
@@ -162,6 +175,7 @@ func (s *Server) warmUp() {
 // Close stops the background work, the swarm and the cache.
 func (s *Server) Close() error {
 	s.cancel()
+	<-s.announced // the stopped announces need the swarm
 	errs := []error{s.swarm.Close()}
 	s.wg.Wait()
 	errs = append(errs, s.cache.Close())
@@ -207,31 +221,37 @@ func (s *Server) served(st *fileStats, source string, n int64) {
 	s.metrics.BytesServed.WithLabelValues(source).Add(float64(n))
 }
 
-// activate returns the open file for info, joining its torrent and
-// starting its scheduler the first time.
+// activate returns the open file for info bound to entry, joining its
+// torrent and starting its scheduler the first time. A file still open on
+// an earlier entry of the same version (removed, its eviction callback
+// still on its way), or one already closing, is retired first: its
+// torrent reads that entry's files, not entry's.
 func (s *Server) activate(info *fileinfo.Info, entry *cache.Entry) (*file, error) {
+	s.bind.Lock()
+	defer s.bind.Unlock()
 	s.mu.Lock()
-	f, ok := s.files[info.InfoHash]
+	f := s.files[info.InfoHash]
 	s.mu.Unlock()
-	if ok {
+	if f != nil && f.entry == entry && f.ctx.Err() == nil && !f.torrent.Closed() {
 		return f, nil
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
-	defer cancel()
-	t, err := s.swarm.Open(ctx, info, info.Peers)
+	if removed(entry) {
+		return nil, fmt.Errorf("activate %s: %w", info.Path, cache.ErrRemoved)
+	}
+	if f != nil {
+		s.retire(info.InfoHash, f, errors.New("its cache entry was replaced"))
+	}
+	t, err := s.swarm.Open(info, info.Peers)
 	if err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if f, ok := s.files[info.InfoHash]; ok {
-		return f, nil
-	}
 	f = newFile(s, info, entry, t, s.statsLocked(info.Path))
 	if len(info.Peers) > 0 {
 		f.peersUntil = time.Now().Add(time.Second)
 	}
 	s.files[info.InfoHash] = f
+	s.mu.Unlock()
 	s.wg.Go(f.run)
 	select {
 	case s.announceNow <- struct{}{}:
@@ -240,13 +260,51 @@ func (s *Server) activate(info *fileinfo.Info, entry *cache.Entry) (*file, error
 	return f, nil
 }
 
+// removed reports whether e has left the cache.
+func removed(e *cache.Entry) bool {
+	select {
+	case <-e.Removed():
+		return true
+	default:
+		return false
+	}
+}
+
+// maxStatPaths bounds the paths whose counters the proxy keeps (and those
+// it remembers revalidating). Open files keep theirs; the others go least
+// recently used first.
+const maxStatPaths = 1024
+
 func (s *Server) statsLocked(path string) *fileStats {
 	st, ok := s.stats[path]
 	if !ok {
+		if len(s.stats) >= maxStatPaths {
+			s.pruneStatsLocked()
+		}
 		st = &fileStats{}
 		s.stats[path] = st
 	}
+	st.used = time.Now()
 	return st
+}
+
+// pruneStatsLocked forgets the counters of the least recently used paths
+// that no open file counts into, down to three quarters of maxStatPaths.
+func (s *Server) pruneStatsLocked() {
+	open := map[string]bool{}
+	for _, f := range s.files {
+		open[f.info.Path] = true
+	}
+	var idle []string
+	for p := range s.stats {
+		if !open[p] {
+			idle = append(idle, p)
+		}
+	}
+	slices.SortFunc(idle, func(a, b string) int { return s.stats[a].used.Compare(s.stats[b].used) })
+	for _, p := range idle[:max(0, min(len(idle), len(s.stats)-maxStatPaths*3/4))] {
+		delete(s.stats, p)
+	}
 }
 
 // drop closes a file version for good: readers get err, the torrent is
@@ -255,23 +313,37 @@ func (s *Server) statsLocked(path string) *fileStats {
 func (s *Server) drop(f *file, err error) {
 	s.log.Warn("dropping file", "path", f.info.Path, "infohash", f.info.InfoHash, "err", err)
 	f.fail(err)
-	s.mu.Lock()
-	if s.files[f.info.InfoHash] == f {
-		delete(s.files, f.info.InfoHash)
-	}
-	s.mu.Unlock()
-	s.swarm.Drop(f.info.InfoHash)
+	s.bind.Lock()
+	s.retire(f.info.InfoHash, f, err)
+	s.bind.Unlock()
 	s.cache.Remove(f.info.InfoHash)
 }
 
-// evicted is the cache's callback: the entry is gone, so is its torrent.
+// evicted is the cache's callback: the entry is gone, so is its torrent;
+// unless the file open for the infohash is bound to a newer entry, which
+// the callback is not about.
 func (s *Server) evicted(infohash string) {
+	s.bind.Lock()
+	defer s.bind.Unlock()
 	s.mu.Lock()
-	f, ok := s.files[infohash]
-	delete(s.files, infohash)
+	f := s.files[infohash]
 	s.mu.Unlock()
-	if ok {
-		f.cancel(errors.New("evicted from the cache"))
+	if f != nil && !removed(f.entry) {
+		return
+	}
+	s.retire(infohash, f, errors.New("evicted from the cache"))
+}
+
+// retire closes f (if not nil) with err and leaves the torrent. s.bind is
+// held.
+func (s *Server) retire(infohash string, f *file, err error) {
+	if f != nil {
+		f.cancel(err)
+		s.mu.Lock()
+		if s.files[infohash] == f {
+			delete(s.files, infohash)
+		}
+		s.mu.Unlock()
 	}
 	s.swarm.Drop(infohash)
 }
@@ -340,6 +412,11 @@ func (s *Server) revalidate(info *fileinfo.Info) {
 	if time.Since(s.revalidated[info.Path]) < revalidateEvery {
 		s.mu.Unlock()
 		return
+	}
+	if len(s.revalidated) >= maxStatPaths {
+		// What is left are the complete entries played in the last
+		// revalidateEvery.
+		forgetOlder(s.revalidated, revalidateEvery)
 	}
 	s.revalidated[info.Path] = time.Now()
 	s.mu.Unlock()

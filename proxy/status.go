@@ -22,6 +22,8 @@ type fileStatus struct {
 	OriginFetched  int64  `json:"origin_fetched_bytes"`
 	UploadedBytes  int64  `json:"uploaded_bytes"`
 	VerifyFailures int64  `json:"verification_failures"`
+	// OriginRequests is the number of origin range requests under way.
+	OriginRequests int `json:"origin_requests"`
 	// OriginShare is origin bytes over all bytes served for this path.
 	OriginShare float64 `json:"origin_share"`
 	// Pieces, with ?pieces=1, has one character per piece: 1 held, 0 not.
@@ -104,6 +106,9 @@ func (s *Server) status(pieces bool) status {
 			ts := f.torrent.Stats()
 			fs.Peers, fs.UploadedBytes = ts.Peers, ts.UploadedBytes
 			fs.VerifyFailures += ts.BadPieces
+			f.mu.Lock()
+			fs.OriginRequests = len(f.runs)
+			f.mu.Unlock()
 		}
 	}
 	for _, fs := range byPath {
@@ -121,6 +126,7 @@ func (s *Server) status(pieces bool) status {
 		t.OriginFetched += fs.OriginFetched
 		t.UploadedBytes += fs.UploadedBytes
 		t.VerifyFailures += fs.VerifyFailures
+		t.OriginRequests += fs.OriginRequests
 		out.Files = append(out.Files, *fs)
 	}
 	if all := out.Total.PeerBytes + out.Total.OriginBytes + out.Total.CacheBytes; all > 0 {

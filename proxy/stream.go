@@ -32,7 +32,12 @@ func (s *Server) handleStream(c *gin.Context) error {
 	if manifest.ByName(p) {
 		return s.serveManifest(c, p)
 	}
-	cached, hit := s.cache.Lookup(p)
+	// A HEAD is a probe: it does not make the file recently used.
+	lookup := s.cache.Lookup
+	if c.Request.Method == http.MethodHead {
+		lookup = s.cache.Peek
+	}
+	cached, hit := lookup(p)
 	if hit {
 		defer cached.Release()
 		// The tracker is asked in the background whether this is still the
@@ -43,7 +48,9 @@ func (s *Server) handleStream(c *gin.Context) error {
 		}
 		return s.serveInfo(c, cached.Info())
 	}
-	if off, n, ok := coldSpan(c.Request); ok && c.Request.Method == http.MethodGet {
+	// A conditional request may need no body at all (304, 412): it asks
+	// the tracker first, so that it creates nothing unless it gets bytes.
+	if off, n, ok := coldSpan(c.Request); ok && c.Request.Method == http.MethodGet && !conditional(c.Request) {
 		return s.serveCold(c, p, off, n)
 	}
 	return s.serveLookedUp(c, p)
@@ -68,29 +75,54 @@ func (s *Server) serveLookedUp(c *gin.Context, p string) error {
 	return s.serveInfo(c, info)
 }
 
-// serveInfo serves a file whose info is known through its torrent.
+// serveInfo serves a file whose info is known through its torrent. The
+// cache entry and the torrent are made for the first body the request
+// needs, so that a probe (a HEAD, or a request answered 304, 412 or 416)
+// reserves nothing and evicts nothing.
 func (s *Server) serveInfo(c *gin.Context, info *fileinfo.Info) error {
-	p := info.Path
+	var open opener
+	release := func() {}
+	defer func() { release() }()
+	return s.serve(c, info, func(ctx context.Context, off, n int64) (io.Reader, error) {
+		if open == nil {
+			o, r, err := s.source(info)
+			if err != nil {
+				return nil, err
+			}
+			open, release = o, r
+		}
+		return open(ctx, off, n)
+	}, nil)
+}
+
+// opener returns a reader of exactly the bytes [off, off+n) of a file.
+type opener func(ctx context.Context, off, n int64) (io.Reader, error)
+
+// source returns how a request reads info's bytes and what to release
+// after it: the file's cache entry and torrent, or the origin alone when
+// the cache cannot take the file.
+func (s *Server) source(info *fileinfo.Info) (opener, func(), error) {
+	direct := s.originOpener(info.Path, fetch.Meta{Size: info.Size, ETag: info.ETag}, nil)
 	if s.cacheBroken() {
-		return s.serveOrigin(c, p, nil)
+		return direct, func() {}, nil
 	}
 	entry, err := s.cache.Create(info)
 	if errors.Is(err, cache.ErrNoSpace) {
-		s.log.Warn("no room in the cache, streaming from the origin", "path", p, "size", info.Size)
-		return s.serveOrigin(c, p, nil)
+		s.log.Warn("no room in the cache, streaming from the origin", "path", info.Path, "size", info.Size)
+		return direct, func() {}, nil
 	}
 	if err != nil {
 		s.cacheFailed(err)
-		return s.serveOrigin(c, p, nil)
+		return direct, func() {}, nil
 	}
-	defer entry.Release()
 	f, err := s.activate(info, entry)
 	if err != nil {
-		return httpapi.Errorf(http.StatusInternalServerError, "%w", err)
+		entry.Release()
+		return nil, nil, httpapi.Errorf(http.StatusInternalServerError, "%w", err)
 	}
-	return s.serve(c, info, func(ctx context.Context, off, n int64) (io.Reader, error) {
+	return func(ctx context.Context, off, n int64) (io.Reader, error) {
 		return f.newReader(ctx, off, n), nil
-	}, nil)
+	}, entry.Release, nil
 }
 
 // serveCached answers from a complete, verified entry: a file of its own
@@ -105,7 +137,7 @@ func (s *Server) serveCached(c *gin.Context, e *cache.Entry) error {
 // serve answers with the project's one range implementation. sent, if not
 // nil, counts the bytes sent (readers that count for themselves leave it
 // nil).
-func (s *Server) serve(c *gin.Context, info *fileinfo.Info, open func(context.Context, int64, int64) (io.Reader, error), sent func(int64)) error {
+func (s *Server) serve(c *gin.Context, info *fileinfo.Info, open opener, sent func(int64)) error {
 	err := byterange.Serve(c.Writer, c.Request, &byterange.Content{
 		Size:    info.Size,
 		ModTime: info.ModTime,
@@ -132,29 +164,36 @@ func (s *Server) serveOrigin(c *gin.Context, p string, st *staging) error {
 		// A manifest by its type, whatever its name.
 		return s.serveManifest(c, p)
 	}
-	stats := s.statsFor(p)
-	var keep *stagedFile
-	if st != nil {
-		keep = st.file(p, meta)
-	}
 	err = byterange.Serve(c.Writer, c.Request, &byterange.Content{
 		Size: meta.Size, ModTime: meta.ModTime, ETag: meta.ETag,
 		ContentType: meta.ContentType, Name: path.Base(p),
-		Open: s.timed(c, func(ctx context.Context, off, n int64) (io.Reader, error) {
-			body, err := s.origin.Range(ctx, p, off, n, meta.Size, meta.ETag)
-			if err != nil {
-				if errors.Is(err, fetch.ErrChanged) {
-					s.reports.send(fileinfo.Report{Kind: fileinfo.ReportHashMismatch, Path: p, Detail: err.Error()})
-				}
-				return nil, err
-			}
-			return &originBody{ReadCloser: body, off: off, keep: keep, count: func(k int64) {
-				s.served(stats, metrics.SourceOrigin, k)
-				s.metrics.OriginFetchedBytes.Add(float64(k))
-			}}, nil
-		}),
+		Open: s.timed(c, s.originOpener(p, meta, st)),
 	})
 	return s.streamError(c, p, err)
+}
+
+// originOpener reads ranges of p's version meta from the origin alone,
+// counting them for the player and keeping a copy in st (when not nil;
+// staged on the first body, so that a probe stages nothing).
+func (s *Server) originOpener(p string, meta fetch.Meta, st *staging) opener {
+	return func(ctx context.Context, off, n int64) (io.Reader, error) {
+		body, err := s.origin.Range(ctx, p, off, n, meta.Size, meta.ETag)
+		if err != nil {
+			if errors.Is(err, fetch.ErrChanged) {
+				s.reports.send(fileinfo.Report{Kind: fileinfo.ReportHashMismatch, Path: p, Detail: err.Error()})
+			}
+			return nil, err
+		}
+		var keep *stagedFile
+		if st != nil {
+			keep = st.file(p, meta)
+		}
+		stats := s.statsFor(p)
+		return &originBody{ReadCloser: body, off: off, keep: keep, count: func(k int64) {
+			s.served(stats, metrics.SourceOrigin, k)
+			s.metrics.OriginFetchedBytes.Add(float64(k))
+		}}, nil
+	}
 }
 
 // streamError records a failed stream on the path's status, unless the
@@ -191,4 +230,15 @@ func (b *originBody) Read(p []byte) (int, error) {
 		b.off += int64(n)
 	}
 	return n, err
+}
+
+// conditional reports whether r carries a precondition that can answer it
+// without a body.
+func conditional(r *http.Request) bool {
+	for _, h := range []string{"If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since"} {
+		if r.Header.Get(h) != "" {
+			return true
+		}
+	}
+	return false
 }

@@ -90,13 +90,26 @@ type reporter struct {
 	last map[[2]string]time.Time
 }
 
-const reportEvery = time.Minute
+const (
+	reportEvery = time.Minute
+	// maxReportKeys bounds the kinds and paths reported within a minute;
+	// reports beyond it are dropped until older ones age out.
+	maxReportKeys = 1024
+)
 
 func (r *reporter) send(rep fileinfo.Report) {
 	key := [2]string{rep.Kind, rep.Path}
 	r.mu.Lock()
 	if t, ok := r.last[key]; ok && time.Since(t) < reportEvery {
 		r.mu.Unlock()
+		return
+	}
+	if len(r.last) >= maxReportKeys {
+		forgetOlder(r.last, reportEvery)
+	}
+	if len(r.last) >= maxReportKeys {
+		r.mu.Unlock()
+		r.log.Debug("report dropped: too many reports this minute", "kind", rep.Kind, "path", rep.Path)
 		return
 	}
 	r.last[key] = time.Now()
@@ -141,4 +154,14 @@ func (r *reporter) post(ctx context.Context, url string, body []byte) error {
 		return fmt.Errorf("post %s: %s", url, resp.Status)
 	}
 	return nil
+}
+
+// forgetOlder deletes the times in m older than age: they say no more than
+// an absent key does.
+func forgetOlder[K comparable](m map[K]time.Time, age time.Duration) {
+	for k, t := range m {
+		if time.Since(t) >= age {
+			delete(m, k)
+		}
+	}
 }

@@ -26,7 +26,9 @@ type Config struct {
 	// OnEvict is called (outside locks) after an entry is evicted or
 	// removed, so the proxy can drop the torrent. It is called when the entry
 	// leaves the cache's index; if a caller still has it pinned, its files
-	// are deleted later, on the last Release.
+	// are deleted later, on the last Release. Open does not call it for the
+	// entries it evicts itself: nothing outside the cache knows them yet,
+	// and the owner of the callback is still being built.
 	OnEvict func(infohash string)
 	// Logger receives the cache's warnings; nil means slog.Default().
 	Logger *slog.Logger
@@ -144,7 +146,9 @@ func Open(ctx context.Context, cfg Config) (*Cache, error) {
 		out = append(out, c.detachLocked(e))
 	}
 	c.mu.Unlock()
-	c.finish(out)
+	for _, d := range out {
+		c.destroy(d)
+	}
 
 	c.wg.Add(1)
 	go c.flusher()
@@ -186,16 +190,24 @@ func (c *Cache) Close() error {
 
 // Lookup returns the newest entry for a file path, pinned (the caller must
 // Release it), and marks it most recently used.
-func (c *Cache) Lookup(path string) (*Entry, bool) {
+func (c *Cache) Lookup(path string) (*Entry, bool) { return c.lookup(path, true) }
+
+// Peek is Lookup for a probe (a HEAD): the entry is pinned but not marked
+// used, so probing a file does not change which file is evicted next.
+func (c *Cache) Peek(path string) (*Entry, bool) { return c.lookup(path, false) }
+
+func (c *Cache) lookup(path string, use bool) (*Entry, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.byPath[path]
 	if e == nil || c.closed {
 		return nil, false
 	}
-	c.lru.Get(e.ih)
 	e.pins++
-	c.touchLocked(e)
+	if use {
+		c.lru.Get(e.ih)
+		c.touchLocked(e)
+	}
 	return e, true
 }
 
@@ -383,14 +395,19 @@ func (c *Cache) detachLocked(e *Entry) detached {
 // the proxy about every one.
 func (c *Cache) finish(out []detached) {
 	for _, d := range out {
-		if d.destroy {
-			d.e.destroy()
-		}
-		c.log.Info("cache: entry removed", "infohash", d.e.ih, "path", d.e.info.Path)
+		c.destroy(d)
 		if c.cfg.OnEvict != nil {
 			c.cfg.OnEvict(d.e.ih)
 		}
 	}
+}
+
+// destroy deletes the files of a detached entry nobody has pinned.
+func (c *Cache) destroy(d detached) {
+	if d.destroy {
+		d.e.destroy()
+	}
+	c.log.Info("cache: entry removed", "infohash", d.e.ih, "path", d.e.info.Path)
 }
 
 // touchLocked records a use of e; the flusher persists it as the

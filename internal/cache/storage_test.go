@@ -137,7 +137,7 @@ func TestSwarmThroughCache(t *testing.T) {
 	writeAll(t, se, data)
 	waitFor(t, "seeder's entry Complete", se.Complete)
 	seeder := newSwarm(t, seedCache)
-	if _, err := seeder.Open(ctx, info, nil); err != nil {
+	if _, err := seeder.Open(info, nil); err != nil {
 		t.Fatal(err)
 	}
 
@@ -147,7 +147,7 @@ func TestSwarmThroughCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer le.Release()
-	lt, err := newSwarm(t, leechCache).Open(ctx, info, []fileinfo.Peer{{IP: "127.0.0.1", Port: seeder.Port()}})
+	lt, err := newSwarm(t, leechCache).Open(info, []fileinfo.Peer{{IP: "127.0.0.1", Port: seeder.Port()}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/p2sp/p2sp/internal/fileinfo"
@@ -27,11 +28,24 @@ var ErrNotModified = errors.New("not modified")
 // ErrTooLarge is returned by Get for a body over its limit.
 var ErrTooLarge = errors.New("origin body over the limit")
 
+// ErrStalled is returned by a body read that waited IdleTimeout for the
+// origin's next byte.
+var ErrStalled = errors.New("origin stalled mid-body")
+
+// DefaultIdleTimeout is Origin.IdleTimeout when left 0.
+const DefaultIdleTimeout = 10 * time.Second
+
 // Origin is one origin server.
 type Origin struct {
 	// Base is the origin's base URL, "http://host:port".
 	Base   string
 	Client *http.Client
+	// IdleTimeout bounds how long a read of a Range body waits for the
+	// origin's next byte (0: DefaultIdleTimeout). It runs only while a read
+	// waits, so a body read slowly (a slow player) may take as long as it
+	// needs; an origin that goes silent mid-body fails the read instead of
+	// holding it forever.
+	IdleTimeout time.Duration
 }
 
 // Meta is what a HEAD tells of a file.
@@ -121,8 +135,12 @@ func meta(resp *http.Response) Meta {
 // is 0 and n the whole size; anything else is ErrChanged. The caller closes
 // the reader; it yields exactly n bytes or an error.
 func (o *Origin) Range(ctx context.Context, path string, off, n, size int64, etag string) (io.ReadCloser, error) {
+	// The body's own context: a stalled read cancels it, which is the only
+	// way to interrupt a read blocked on the connection.
+	ctx, cancel := context.WithCancel(ctx)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fileinfo.FileURL(o.Base, path), nil)
 	if err != nil {
+		cancel()
 		return nil, fmt.Errorf("get %s: %w", path, err)
 	}
 	want := fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, size)
@@ -132,13 +150,30 @@ func (o *Origin) Range(ctx context.Context, path string, off, n, size int64, eta
 	}
 	resp, err := o.Client.Do(req)
 	if err != nil {
+		cancel()
 		return nil, fmt.Errorf("get %s %s: %w", path, want, err)
 	}
 	if err := check(resp, etag, want, off, n, size); err != nil {
 		resp.Body.Close()
+		cancel()
 		return nil, fmt.Errorf("get %s %s: %w", path, want, err)
 	}
-	return &exactBody{rc: resp.Body, left: n}, nil
+	return o.watched(resp.Body, n, cancel), nil
+}
+
+// watched returns the body of a request whose context cancel ends, to be
+// read for exactly n bytes, watched for stalls.
+func (o *Origin) watched(rc io.ReadCloser, n int64, cancel context.CancelFunc) *exactBody {
+	b := &exactBody{rc: rc, left: n, idle: o.IdleTimeout, cancel: cancel}
+	if b.idle <= 0 {
+		b.idle = DefaultIdleTimeout
+	}
+	b.watchdog = time.AfterFunc(b.idle, func() {
+		b.stalled.Store(true)
+		cancel()
+	})
+	b.watchdog.Stop()
+	return b
 }
 
 // Get asks for bytes [off, off+n) of whatever version of the file the
@@ -147,7 +182,13 @@ func (o *Origin) Range(ctx context.Context, path string, off, n, size int64, eta
 // body yields exactly the bytes the origin's Content-Range announced (the
 // range clamped to the file's end); it is nil when the range starts past
 // the end (the origin's 416 still tells the size). The caller closes it.
-func (o *Origin) Get(ctx context.Context, path string, off, n int64) (Meta, io.ReadCloser, error) {
+func (o *Origin) Get(ctx context.Context, path string, off, n int64) (_ Meta, _ io.ReadCloser, err error) {
+	ctx, cancel := context.WithCancel(ctx) // the body's, as in Range
+	defer func() {
+		if err != nil {
+			cancel()
+		}
+	}()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fileinfo.FileURL(o.Base, path), nil)
 	if err != nil {
 		return Meta{}, nil, fmt.Errorf("get %s: %w", path, err)
@@ -180,6 +221,7 @@ func (o *Origin) Get(ctx context.Context, path string, off, n int64) (Meta, io.R
 		if _, err := fmt.Sscanf(cr, "bytes */%d", &m.Size); err != nil || m.Size > off {
 			return Meta{}, nil, fmt.Errorf("get %s: 416 with Content-Range %q", path, cr)
 		}
+		cancel()
 		return m, nil, nil
 	case http.StatusNotFound:
 		resp.Body.Close()
@@ -188,7 +230,7 @@ func (o *Origin) Get(ctx context.Context, path string, off, n int64) (Meta, io.R
 		resp.Body.Close()
 		return Meta{}, nil, fmt.Errorf("get %s: origin answered %s", path, resp.Status)
 	}
-	return m, &exactBody{rc: resp.Body, left: end - start}, nil
+	return m, o.watched(resp.Body, end-start, cancel), nil
 }
 
 func check(resp *http.Response, etag, want string, off, n, size int64) error {
@@ -218,10 +260,16 @@ func check(resp *http.Response, etag, want string, off, n, size int64) error {
 }
 
 // exactBody turns a body that ends early into an error rather than a
-// short, silent EOF.
+// short, silent EOF, and one that goes silent into ErrStalled.
 type exactBody struct {
 	rc   io.ReadCloser
 	left int64
+	// watchdog runs while a Read waits: after idle it sets stalled and
+	// cancels the request, which ends the blocked read.
+	idle     time.Duration
+	watchdog *time.Timer
+	stalled  atomic.Bool
+	cancel   context.CancelFunc
 }
 
 func (b *exactBody) Read(p []byte) (int, error) {
@@ -231,15 +279,24 @@ func (b *exactBody) Read(p []byte) (int, error) {
 	if int64(len(p)) > b.left {
 		p = p[:b.left]
 	}
+	b.watchdog.Reset(b.idle)
 	n, err := b.rc.Read(p)
+	b.watchdog.Stop()
 	b.left -= int64(n)
-	if err == io.EOF && b.left > 0 {
+	switch {
+	case err != nil && b.stalled.Load():
+		err = fmt.Errorf("%w: no byte for %s with %d bytes to go", ErrStalled, b.idle, b.left)
+	case err == io.EOF && b.left > 0:
 		err = fmt.Errorf("origin body ended %d bytes early: %w", b.left, io.ErrUnexpectedEOF)
-	}
-	if b.left == 0 && err == nil {
+	case b.left == 0 && err == nil:
 		err = io.EOF
 	}
 	return n, err
 }
 
-func (b *exactBody) Close() error { return b.rc.Close() }
+func (b *exactBody) Close() error {
+	err := b.rc.Close()
+	b.watchdog.Stop()
+	b.cancel()
+	return err
+}

@@ -240,3 +240,82 @@ func TestWhole(t *testing.T) {
 
 // errAny stands for "some error" in a table.
 var errAny = errors.New("any error")
+
+// TestRangeIdle: a body whose origin goes silent fails with ErrStalled
+// after IdleTimeout, and its request is cancelled; a body that trickles, or
+// that its reader reads late, is read whole.
+func TestRangeIdle(t *testing.T) {
+	const idle = 200 * time.Millisecond
+	data := make([]byte, 10000)
+	for i := range data {
+		data[i] = byte(i * 3)
+	}
+	size := int64(len(data))
+	send := func(w http.ResponseWriter, b []byte) {
+		w.Write(b)
+		w.(http.Flusher).Flush()
+	}
+	header := func(w http.ResponseWriter) {
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes 0-%d/%d", size-1, size))
+		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+		w.WriteHeader(http.StatusPartialContent)
+	}
+	for _, tc := range []struct {
+		name        string
+		answer      func(w http.ResponseWriter, r *http.Request)
+		readLate    time.Duration // the reader starts reading this late
+		wantStalled bool
+	}{
+		{name: "silent after 1000 bytes", wantStalled: true, answer: func(w http.ResponseWriter, r *http.Request) {
+			header(w)
+			send(w, data[:1000])
+			<-r.Context().Done() // until the client gives up
+		}},
+		{name: "trickling", answer: func(w http.ResponseWriter, r *http.Request) {
+			header(w)
+			for i := int64(0); i < size; i += 2000 {
+				send(w, data[i:i+2000])
+				time.Sleep(idle / 4)
+			}
+		}},
+		{name: "read late", readLate: 3 * idle, answer: func(w http.ResponseWriter, r *http.Request) {
+			header(w)
+			send(w, data)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			handled := make(chan struct{})
+			o := origin(t, data, `"v1"`, func(w http.ResponseWriter, r *http.Request) {
+				defer close(handled)
+				tc.answer(w, r)
+			})
+			o.IdleTimeout = idle
+			body, err := o.Range(t.Context(), "f.bin", 0, size, size, `"v1"`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer body.Close()
+			time.Sleep(tc.readLate)
+			t0 := time.Now()
+			got, err := io.ReadAll(body)
+			took := time.Since(t0)
+			if !tc.wantStalled {
+				if err != nil || !bytes.Equal(got, data) {
+					t.Fatalf("%d bytes, %v: want the whole body", len(got), err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrStalled) || !bytes.Equal(got, data[:1000]) {
+				t.Fatalf("%d bytes, %v: want the first 1000 and ErrStalled", len(got), err)
+			}
+			if took > 10*idle {
+				t.Errorf("the stalled read failed after %s, want about %s", took, idle)
+			}
+			select {
+			case <-handled: // the origin saw its request end
+			case <-time.After(5 * time.Second):
+				t.Error("the stalled request was not cancelled")
+			}
+		})
+	}
+}

@@ -131,10 +131,12 @@ func (s *Swarm) Port() int { return s.cl.LocalPort() }
 func (s *Swarm) BannedIPs() []string { return s.cl.BadPeerIPs() }
 
 // Open joins the torrent of info, connecting to peers at once. Opening a
-// torrent twice returns the same one. The caller announces it (Announce):
-// the library's own announcer waits a minute after a failed announce, so a
+// torrent twice returns the same one. It fails when the storage cannot
+// open the torrent (the cache has no entry for it, say), and then leaves
+// nothing behind in the client. The caller announces it (Announce): the
+// library's own announcer waits a minute after a failed announce, so a
 // tracker that restarts would not hear from its peers for that long.
-func (s *Swarm) Open(ctx context.Context, info *fileinfo.Info, peers []fileinfo.Peer) (*Torrent, error) {
+func (s *Swarm) Open(info *fileinfo.Info, peers []fileinfo.Peer) (*Torrent, error) {
 	ib, err := infoBytes(info)
 	if err != nil {
 		return nil, err
@@ -143,11 +145,14 @@ func (s *Swarm) Open(ctx context.Context, info *fileinfo.Info, peers []fileinfo.
 	if err := ih.FromHexString(info.InfoHash); err != nil {
 		return nil, fmt.Errorf("infohash %q: %w", info.InfoHash, err)
 	}
-	t, _ := s.cl.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: ih, InfoBytes: ib})
-	select {
-	case <-t.GotInfo():
-	case <-ctx.Done():
-		return nil, fmt.Errorf("open torrent %s: %w", info.Path, ctx.Err())
+	// The info goes in separately: AddTorrentOpt drops the storage's
+	// error on the floor and keeps a torrent that never gets its info.
+	t, added := s.cl.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: ih})
+	if err := t.SetInfoBytes(ib); err != nil {
+		if added {
+			t.Drop()
+		}
+		return nil, fmt.Errorf("open torrent %s: %w", info.Path, err)
 	}
 	tt := &Torrent{t: t, s: s}
 	tt.AddPeers(peers)
@@ -290,6 +295,16 @@ func statsOf(peers int, pc *torrent.ConnStats) Stats {
 		UploadedBytes: pc.BytesWrittenData.Int64(),
 		BadPieces:     pc.PiecesDirtiedBad.Int64(),
 		GoodPieces:    pc.PiecesDirtiedGood.Int64(),
+	}
+}
+
+// Closed reports whether the torrent was dropped.
+func (t *Torrent) Closed() bool {
+	select {
+	case <-t.t.Closed():
+		return true
+	default:
+		return false
 	}
 }
 

@@ -74,11 +74,11 @@ func TestOneConnectionPerPeer(t *testing.T) {
 	// Two leechers that want the file (the library connects only torrents
 	// that want data or have some to give) and hold none of it.
 	a, b := newTestSwarm(t), newTestSwarm(t)
-	ta, err := a.Open(ctx, info, nil)
+	ta, err := a.Open(info, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb, err := b.Open(ctx, info, nil)
+	tb, err := b.Open(info, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
