@@ -23,9 +23,13 @@ import (
 )
 
 // coldBytes bounds the origin request a cold request starts with. It is
-// what the player waits on before peers could answer at all; past it, the
-// file's scheduler decides who supplies the rest.
-const coldBytes = 1 << 20
+// what the player waits on before peers could answer at all: enough to
+// cover the tracker's round trip at any origin speed (256 KiB is 21 ms at
+// 100 Mbit/s), and no more, since every byte of it comes from the origin
+// even when the tracker then names peers that hold the file (at 1 MiB, a
+// second proxy took a quarter of a 4 MiB file from the origin). Past it,
+// the file's scheduler decides who supplies the rest.
+const coldBytes = 256 << 10
 
 // coldSpan is the range a cold request asks the origin for at once: from
 // the player's first byte, at most coldBytes. ok is false for what cannot
