@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/p2sp/p2sp/internal/fileinfo"
 )
 
 // options are the command line.
@@ -178,7 +180,8 @@ func (b *bench) newProxy(ctx context.Context, c *cluster) (*proxyProc, error) {
 	name := "proxy" + strconv.Itoa(len(b.proxies)+1)
 	p, err := startProxy(ctx, proxyConfig{
 		bin: b.opt.p2sp, name: name, trackerURL: c.Tracker.URL, originURL: c.Origin.URL,
-		cacheDir: filepath.Join(b.dir, "proxies", name), log: b.stderr,
+		originKey: fileinfo.EncodeKey(c.OriginKey),
+		cacheDir:  filepath.Join(b.dir, "proxies", name), log: b.stderr,
 	})
 	if err != nil {
 		return nil, err

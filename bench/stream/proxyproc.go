@@ -36,7 +36,11 @@ type proxyConfig struct {
 	trackerURL string
 	originURL  string
 	cacheDir   string
-	log        io.Writer
+	// originKey is the origin's public key: given, not fetched on first
+	// use, so that a proxy verifies its peers' file info with the origin
+	// stopped.
+	originKey string
+	log       io.Writer
 }
 
 // startProxy runs `p2sp proxy` on a free loopback port and waits until it
@@ -55,6 +59,7 @@ func startProxy(ctx context.Context, cfg proxyConfig) (*proxyProc, error) {
 		"--cache-size", "4GiB",
 		"--bt-listen", "127.0.0.1:0",
 		"--log-level", "warn",
+		"--origin-key", cfg.originKey,
 	)
 	// A cancelled benchmark asks the proxy to shut down gracefully, and
 	// kills it if it has not within WaitDelay.

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/p2sp/p2sp/internal/fileinfo"
 )
 
 // wanOneWay is the relays' delay in each direction: 50 ms round trip to
@@ -137,7 +139,7 @@ func (b *bench) wanRow(ctx context.Context, c *cluster, wc wanCase, originURL, t
 		if err := sleep(ctx, settleBetween); err != nil {
 			return r, err
 		}
-		p, err := b.newProxyVia(ctx, trackerURL, originURL)
+		p, err := b.newProxyVia(ctx, c, trackerURL, originURL)
 		if err != nil {
 			return r, err
 		}
@@ -212,11 +214,12 @@ func ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
 
 // newProxyVia starts a proxy with a fresh cache that reaches the tracker
 // and the origin at the URLs given (relays).
-func (b *bench) newProxyVia(ctx context.Context, trackerURL, originURL string) (*proxyProc, error) {
+func (b *bench) newProxyVia(ctx context.Context, c *cluster, trackerURL, originURL string) (*proxyProc, error) {
 	name := "proxy" + strconv.Itoa(len(b.proxies)+1)
 	p, err := startProxy(ctx, proxyConfig{
 		bin: b.opt.p2sp, name: name, trackerURL: trackerURL, originURL: originURL,
-		cacheDir: filepath.Join(b.dir, "proxies", name), log: b.stderr,
+		originKey: fileinfo.EncodeKey(c.OriginKey),
+		cacheDir:  filepath.Join(b.dir, "proxies", name), log: b.stderr,
 	})
 	if err != nil {
 		return nil, err
