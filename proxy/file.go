@@ -99,6 +99,11 @@ const (
 	// originLead: a player's piece due this soon goes to the origin; peers
 	// have the rest of the read-ahead window to deliver it.
 	originLead = 2 * time.Second
+	// paceProbe: a new reader reads fast while the player's and the
+	// sockets' buffers fill; the pace meter (paceWindow) tells a player
+	// within a few seconds. Until then it gets a player's window, not the
+	// whole file.
+	paceProbe = 6 * time.Second
 	// peerStall: connected peers that completed no piece for this long do
 	// not count as delivering.
 	peerStall = 2 * time.Second
@@ -138,6 +143,7 @@ func newFile(s *Server, info *fileinfo.Info, entry *cache.Entry, t *swarm.Torren
 				Lead:           originLead,
 				FirstGrace:     s.cfg.PeerGrace,
 				PeerStall:      peerStall,
+				PaceProbe:      paceProbe,
 				OriginCopies:   s.cfg.OriginCopies,
 			},
 			st: plan.State{

@@ -14,6 +14,10 @@
 //     per piece; the origin takes only the pieces whose deadline is within
 //     Lead and that nobody has delivered. Peers are asked for its
 //     read-ahead window.
+//   - A reader without a pace for less than PaceProbe since its playhead
+//     started may be a player whose bitrate is not known yet: it is asked
+//     for its window only (from peers, and from the origin what no
+//     connected peer has), not for the whole file.
 //   - A reader without a pace (a download reading as fast as it can) has no
 //     deadline: the swarm is asked for the rest of the file, and the origin
 //     serves what no connected peer has: first this proxy's share of it

@@ -39,6 +39,13 @@ type Config struct {
 	// PeerStall: connected peers that delivered nothing for this long do
 	// not count as delivering.
 	PeerStall time.Duration
+	// PaceProbe: a reader without a pace whose playhead started less than
+	// this long ago may be a player whose bitrate is not known yet (it
+	// reads fast while the player's and the sockets' buffers fill): it is
+	// asked for its window only, like a player, not for the whole file, so
+	// that a new viewer neither floods its peers' uplinks nor has the
+	// origin fill pieces it may never watch. 0: no probe.
+	PaceProbe time.Duration
 	// OriginCopies is how many copies of the file the proxies connected
 	// together take from the origin for readers without a deadline, beyond
 	// the pieces no peer has.
@@ -213,7 +220,7 @@ func (d *Decision) prioritise(c *Config, st *State) {
 		h := int(r.Pos / st.PieceLength)
 		window := min(n, h+c.UrgentPieces+ra)
 		end := n
-		if r.Pace > 0 {
+		if r.Pace > 0 || st.Now.Sub(r.Since) < c.PaceProbe {
 			end = window
 		}
 		for i := h; i < end; i++ {

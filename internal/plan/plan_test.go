@@ -44,12 +44,13 @@ func player(pos int64) Reader {
 
 func TestPlan(t *testing.T) {
 	tests := []struct {
-		name  string
-		setup func(st *State)
-		start []Start // nil: no request starts
-		cut   []Cut
-		prio  map[int]Priority
-		check func(t *testing.T, st *State, d *Decision)
+		name   string
+		config func(c *Config) // changes testConfig for this case
+		setup  func(st *State)
+		start  []Start // nil: no request starts
+		cut    []Cut
+		prio   map[int]Priority
+		check  func(t *testing.T, st *State, d *Decision)
 	}{{
 		name: "no peers: the origin serves a new playhead and what follows, in order",
 		setup: func(st *State) {
@@ -293,14 +294,43 @@ func TestPlan(t *testing.T) {
 			st.Readers = []Reader{download(550), download(2000)}
 		},
 		prio: map[int]Priority{6: None, 7: Readahead, 5: Now},
+	}, {
+		name:   "no pace yet, within PaceProbe: peers are asked for the window only",
+		config: func(c *Config) { c.PaceProbe = 5 * time.Second },
+		setup: func(st *State) {
+			st.Readers = []Reader{{Pos: 550, Since: t0.Add(-time.Second)}}
+		},
+		prio: map[int]Priority{5: Now, 6: Readahead, 7: Readahead, 8: None, 19: None},
+	}, {
+		name:   "no pace yet, within PaceProbe: the origin fills what no peer has in the window, nothing past it",
+		config: func(c *Config) { c.PaceProbe = 5 * time.Second },
+		setup: func(st *State) {
+			st.Avail[7], st.Avail[12] = 0, 0
+			st.Readers = []Reader{{Pos: 550, Since: t0.Add(-time.Second)}}
+		},
+		start: []Start{{First: 7, End: 8, Offset: 700}},
+		prio:  map[int]Priority{7: None, 12: None},
+	}, {
+		name:   "no pace after PaceProbe: a download, the whole file",
+		config: func(c *Config) { c.PaceProbe = 5 * time.Second },
+		setup: func(st *State) {
+			st.Avail[12] = 0
+			st.Readers = []Reader{{Pos: 550, Since: t0.Add(-5 * time.Second)}}
+		},
+		start: []Start{{First: 12, End: 13, Offset: 1200}},
+		prio:  map[int]Priority{8: Normal, 19: Normal},
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			st := state()
 			st.Have[0] = true
 			tc.setup(st)
+			cfg := testConfig
+			if tc.config != nil {
+				tc.config(&cfg)
+			}
 			var d Decision
-			Plan(&testConfig, st, &d)
+			Plan(&cfg, st, &d)
 			if tc.check != nil {
 				tc.check(t, st, &d)
 				return
