@@ -16,8 +16,10 @@
 //     read-ahead window.
 //   - A reader without a pace for less than PaceProbe since its playhead
 //     started may be a player whose bitrate is not known yet: it is asked
-//     for its window only (from peers, and from the origin what no
-//     connected peer has), not for the whole file.
+//     for its window only, not for the whole file, and the origin takes
+//     for it only this proxy's share (by Rank) of the window's pieces no
+//     connected peer has: a new viewer neither floods its peers' uplinks
+//     nor has the origin send what the swarm holds or it may never watch.
 //   - A reader without a pace (a download reading as fast as it can) has no
 //     deadline: the swarm is asked for the rest of the file, and the origin
 //     serves what no connected peer has: first this proxy's share of it

@@ -220,7 +220,8 @@ func (d *Decision) prioritise(c *Config, st *State) {
 		h := int(r.Pos / st.PieceLength)
 		window := min(n, h+c.UrgentPieces+ra)
 		end := n
-		if r.Pace > 0 || st.Now.Sub(r.Since) < c.PaceProbe {
+		probing := r.Pace == 0 && st.Now.Sub(r.Since) < c.PaceProbe
+		if r.Pace > 0 || probing {
 			end = window
 		}
 		for i := h; i < end; i++ {
@@ -232,7 +233,11 @@ func (d *Decision) prioritise(c *Config, st *State) {
 				p = Readahead
 			}
 			d.raise(st, i, p)
-			d.fill[i] = d.fill[i] || r.Pace == 0 || noPeers
+			// A reader that may be a player takes from the origin only its
+			// share of what nobody has: peers, or the proxy that owns a
+			// piece, supply the rest of its window.
+			fill := r.Pace == 0 && (!probing || st.Avail[i] == 0 && st.mine(i))
+			d.fill[i] = d.fill[i] || fill || noPeers
 		}
 	}
 	if len(st.Readers) > 0 {
@@ -361,8 +366,7 @@ func (d *Decision) fillOrigin(c *Config, st *State, free int) {
 	budget := int(c.OriginCopies * float64(len(st.Have)) / float64(max(st.Peers+1, st.Swarm)))
 	// Pieces nobody has are split between the proxies connected to each
 	// other by rank: each takes its own share first, then any.
-	ranks := uint64(st.Peers + 1)
-	mine := func(i int) bool { return mix(uint64(i))%ranks == uint64(st.Rank) }
+	mine := st.mine
 	runBytes := c.FillRunBytes
 	if noPeers {
 		runBytes = c.MaxRunBytes
@@ -397,6 +401,12 @@ func (d *Decision) fillOrigin(c *Config, st *State, free int) {
 		d.Start = append(d.Start, Start{First: best, End: end, Offset: int64(best) * st.PieceLength})
 		used += end - best
 	}
+}
+
+// mine says whether piece i is this proxy's share, by rank among the
+// proxies connected to each other.
+func (st *State) mine(i int) bool {
+	return mix(uint64(i))%uint64(st.Peers+1) == uint64(st.Rank)
 }
 
 // extend marks [first, end) for the origin, end the first piece after
