@@ -41,7 +41,8 @@ const (
 
 // fleetConfig is what startFleet needs.
 type fleetConfig struct {
-	bin        string // the built p2sp
+	bin        string   // the built p2sp
+	proxyArgs  []string // extra flags for every proxy
 	dir        string // logs, media, caches
 	originRate int64  // bytes per second
 	cacheSize  int64
@@ -78,13 +79,14 @@ func startFleet(ctx context.Context, lab *netlab.Lab, cfg fleetConfig, sum strin
 		return nil, err
 	}
 	for i, c := range lab.Clients {
-		p, err := f.start(c, "proxy-"+strconv.Itoa(i+1), nil, cfg.bin, "proxy",
+		args := append([]string{"proxy",
 			"--listen", proxyListen,
 			"--tracker", f.tracker,
 			"--origin", f.origin,
 			"--cache-dir", filepath.Join(cfg.dir, "cache", c.Name),
 			"--cache-size", strconv.FormatInt(cfg.cacheSize, 10),
-			"--bt-listen", c.Addr.String()+":"+strconv.Itoa(btPort))
+			"--bt-listen", c.Addr.String() + ":" + strconv.Itoa(btPort)}, cfg.proxyArgs...)
+		p, err := f.start(c, "proxy-"+strconv.Itoa(i+1), nil, cfg.bin, args...)
 		if err != nil {
 			return nil, err
 		}

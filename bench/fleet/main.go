@@ -37,6 +37,7 @@ type options struct {
 	up, down   netlab.Shape
 	prefix     string
 	bin        string
+	proxyArgs  []string
 	timeout    time.Duration
 	seed       uint64
 	jsonOut    string
@@ -75,6 +76,7 @@ func run(args []string) error {
 	down := fs.Int64("down", netlab.DefaultDown.Bits, "client downlink, bits per second (tbf)")
 	fs.StringVar(&o.prefix, "prefix", "p2fleet", "name prefix of the lab's namespaces and links")
 	fs.StringVar(&o.bin, "bin", "", "a built p2sp binary (default: go build ./cmd/p2sp)")
+	proxyArgs := fs.String("proxy-args", "", "extra flags for every proxy, space-separated (e.g. \"--origin-copies 2\")")
 	fs.DurationVar(&o.timeout, "timeout", 0, "deadline of the scenario once started (default: from the scenario)")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the media bytes and the seek offsets")
 	fs.StringVar(&o.jsonOut, "json", "", "also write the figures as JSON to this file")
@@ -83,6 +85,7 @@ func run(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	o.proxyArgs = strings.Fields(*proxyArgs)
 	var err error
 	if o.size, err = proxy.ParseSize(*size); err != nil || o.size < 1 {
 		return fmt.Errorf("-size: %v", err)
@@ -207,7 +210,7 @@ func bench(ctx context.Context, o options) (*result, error) {
 			slog.Warn("lab teardown", "err", err)
 		}
 	}()
-	f, err := startFleet(ctx, lab, fleetConfig{bin: o.bin, dir: dir, originRate: o.originRate, cacheSize: max(2*o.size, 64<<20)}, sum)
+	f, err := startFleet(ctx, lab, fleetConfig{bin: o.bin, proxyArgs: o.proxyArgs, dir: dir, originRate: o.originRate, cacheSize: max(2*o.size, 64<<20)}, sum)
 	if err != nil {
 		return nil, err
 	}
