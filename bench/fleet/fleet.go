@@ -43,8 +43,8 @@ const (
 type fleetConfig struct {
 	bin        string   // the built p2sp
 	proxyArgs  []string // extra flags for every proxy
-	dir        string // logs, media, caches
-	originRate int64  // bytes per second
+	dir        string   // logs, media, caches
+	originRate int64    // bytes per second
 	cacheSize  int64
 }
 
