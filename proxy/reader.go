@@ -98,12 +98,17 @@ func (m *paceMeter) update(now time.Time, off int64, waited time.Duration) float
 		return m.pace
 	}
 	w := 1 - math.Exp(-dt.Seconds()/paceWindow.Seconds())
-	m.busy += w * (float64(waited-m.waited)/float64(dt) - m.busy)
-	rate := float64(off-m.off) / dt.Seconds()
-	if !m.set {
-		m.rate, m.set = rate, true
+	share := float64(waited-m.waited) / float64(dt)
+	m.busy += w * (share - m.busy)
+	// Only a step spent mostly reading tells its pace: one spent waiting
+	// measures its sources (the buffers filling at first), which would
+	// have the pace too high and the origin asked too early.
+	if rate := float64(off-m.off) / dt.Seconds(); share < 0.5 {
+		if !m.set {
+			m.rate, m.set = rate, true
+		}
+		m.rate += w * (rate - m.rate)
 	}
-	m.rate += w * (rate - m.rate)
 	m.at, m.off, m.waited = now, off, waited
 	if m.busy < 0.5 {
 		m.pace = m.rate

@@ -16,21 +16,29 @@ func TestPaceMeter(t *testing.T) {
 		// waitShare of each 250 ms step spent waiting, per phase
 		phases []float64
 		want   float64
+		// fill: the first steps read at 4x the rate, waiting all along
+		// (the buffers filling from fast sources).
+		fill int
 	}{
-		{"player", []float64{0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1}, rate},
-		{"download", []float64{0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9}, 0},
-		{"player filling its buffers first", []float64{1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, rate},
-		{"player starving", []float64{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, rate},
+		{"player", []float64{0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1}, rate, 0},
+		{"download", []float64{0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9}, 0, 0},
+		{"player filling its buffers first", []float64{1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, rate, 0},
+		{"player filling its buffers fast first", []float64{1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0}, rate, 4},
+		{"player starving", []float64{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, rate, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var m paceMeter
 			now, off, waited := time.Unix(0, 0), int64(0), time.Duration(0)
 			got := m.update(now, off, waited)
-			for _, share := range tc.phases {
+			for k, share := range tc.phases {
 				step := paceSample
 				now = now.Add(step)
-				off += int64(rate * step.Seconds())
+				r := rate
+				if k < tc.fill {
+					r *= 4
+				}
+				off += int64(r * step.Seconds())
 				waited += time.Duration(share * float64(step))
 				got = m.update(now, off, waited)
 			}
