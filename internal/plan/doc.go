@@ -13,7 +13,10 @@
 //   - A reader with a pace (a player reading at a bitrate) has a deadline
 //     per piece; the origin takes only the pieces whose deadline is within
 //     Lead and that nobody has delivered. Peers are asked for its
-//     read-ahead window.
+//     read-ahead window; of that window the origin fills early the pieces
+//     no connected peer has, so that a player ahead of the swarm holds its
+//     window before it reads it and the viewers behind it have that time
+//     to take those pieces from it.
 //   - A reader without a pace for less than PaceProbe since its playhead
 //     started may be a player whose bitrate is not known yet: it is asked
 //     for its window only, not for the whole file, and the origin takes

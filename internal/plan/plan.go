@@ -233,10 +233,15 @@ func (d *Decision) prioritise(c *Config, st *State) {
 				p = Readahead
 			}
 			d.raise(st, i, p)
-			// A reader that may be a player takes from the origin only its
-			// share of what nobody has: peers, or the proxy that owns a
-			// piece, supply the rest of its window.
-			fill := r.Pace == 0 && (!probing || st.Avail[i] == 0 && st.mine(i))
+			// A player ahead of every connected peer has the origin fill
+			// its window, not only what is due: the viewers behind it then
+			// have the window's time to take those pieces from it. A
+			// reader that may be a player takes only its share of what
+			// nobody has: peers, or the proxy that owns a piece, supply the
+			// rest of its window.
+			absent := st.Avail[i] == 0
+			fill := r.Pace > 0 && absent ||
+				r.Pace == 0 && (!probing || absent && st.mine(i))
 			d.fill[i] = d.fill[i] || fill || noPeers
 		}
 	}

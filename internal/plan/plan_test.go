@@ -235,6 +235,15 @@ func TestPlan(t *testing.T) {
 		},
 		prio: map[int]Priority{5: None, 7: Readahead, 8: None},
 	}, {
+		name: "player ahead of every peer: the origin fills its window's pieces nobody has, not only those due",
+		setup: func(st *State) {
+			st.Have[5], st.Have[6] = true, true
+			st.Avail[7], st.Avail[12] = 0, 0
+			st.Readers = []Reader{player(500)}
+		},
+		start: []Start{{First: 7, End: 8, Offset: 700}},
+		prio:  map[int]Priority{7: None, 12: None},
+	}, {
 		name: "player ahead of every peer: a due run extends over pieces nobody has",
 		setup: func(st *State) {
 			for i := 5; i < 20; i++ {
