@@ -51,6 +51,10 @@ type Config struct {
 	// up to OriginCopies/(peers+1) of the file. Higher is faster and costs
 	// more origin egress.
 	OriginCopies float64
+	// OriginUplinks is the origin's rate in proxies' uplinks: a small
+	// swarm takes at least what keeps a crowd no slower than the origin
+	// alone would serve it (see plan.Config). 0: 10; negative: ignore.
+	OriginUplinks float64
 	// User names the user whose favourites and recent plays the page
 	// shows, and UserToken is that user's credential on the origin (see
 	// origin.AddUser); the page relays list calls to the origin with it.
@@ -91,6 +95,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.OriginCopies == 0 {
 		c.OriginCopies = 1.5
+	}
+	if c.OriginUplinks == 0 {
+		c.OriginUplinks = 10
 	}
 	if c.OriginCopies < 0 {
 		return c, fmt.Errorf("proxy: origin copies %v is negative", c.OriginCopies)

@@ -145,6 +145,7 @@ func newFile(s *Server, info *fileinfo.Info, entry *cache.Entry, t *swarm.Torren
 				PeerStall:      peerStall,
 				PaceProbe:      paceProbe,
 				OriginCopies:   s.cfg.OriginCopies,
+				OriginUplinks:  max(0, s.cfg.OriginUplinks),
 			},
 			st: plan.State{
 				Size: info.Size, PieceLength: info.PieceLength,

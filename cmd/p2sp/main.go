@@ -98,6 +98,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fs.StringVar(&size, "cache-size", "1GiB", "cache size, e.g. 500MB, 1GiB")
 		fs.StringVar(&cfg.BTListen, "bt-listen", ":0", "BitTorrent listen address (port 0: a free one)")
 		fs.Float64Var(&cfg.OriginCopies, "origin-copies", 1.5, "copies of a file the proxies in its swarm together take from the origin for downloads, beyond what no peer has (higher: faster, more origin egress)")
+		fs.Float64Var(&cfg.OriginUplinks, "origin-uplinks", 10, "the origin's rate in proxies' uplinks (100 Mbit/s against 10: 10): a swarm smaller than that takes enough origin copies to finish a crowd no later than the origin alone; negative: only --origin-copies")
 		fs.DurationVar(&cfg.StallTimeout, "stall-timeout", 30*time.Second, "how long a player's read waits for a piece no source delivers before the response fails")
 		fs.StringVar(&cfg.User, "user", "", "user whose favourites and recent plays the page keeps on the origin")
 		tokenFile := fs.String("user-token-file", "", "file holding the user's token (default: $P2SP_USER_TOKEN)")

@@ -39,6 +39,14 @@ type Config struct {
 	// PeerStall: connected peers that delivered nothing for this long do
 	// not count as delivering.
 	PeerStall time.Duration
+	// OriginUplinks is the origin's rate in proxies' uplinks (100 Mbit/s
+	// against 10 Mbit/s: 10), 0 to ignore it. A crowd of N downloading a
+	// file of F bytes with a budget of B copies needs (N-B)·F/(N·up) for
+	// what the uplinks carry; the origin alone would serve it in
+	// N·F/(U·up). The swarm is no slower than the origin alone when
+	// B >= N·(1-N/U): a small swarm (N < U) gets at least that budget
+	// (at most U/4 copies, at N = U/2), a large one OriginCopies.
+	OriginUplinks float64
 	// PaceProbe: a reader without a pace whose playhead started less than
 	// this long ago may be a player whose bitrate is not known yet (it
 	// reads fast while the player's and the sockets' buffers fill): it is
@@ -368,7 +376,14 @@ func (d *Decision) fillOrigin(c *Config, st *State, free int) {
 			used++
 		}
 	}
-	budget := int(c.OriginCopies * float64(len(st.Have)) / float64(max(st.Peers+1, st.Swarm)))
+	swarm := float64(max(st.Peers+1, st.Swarm))
+	copies := c.OriginCopies
+	if u := c.OriginUplinks; u > 0 {
+		// A small swarm has few uplinks: it gets what keeps a crowd no
+		// slower than the origin alone would serve it (see OriginUplinks).
+		copies = max(copies, swarm*(1-swarm/u))
+	}
+	budget := int(copies * float64(len(st.Have)) / swarm)
 	// Pieces nobody has are split between the proxies connected to each
 	// other by rank: each takes its own share first, then any.
 	mine := st.mine

@@ -207,6 +207,23 @@ func TestPlan(t *testing.T) {
 			}
 		},
 	}, {
+		name:   "a small swarm's budget keeps a crowd no slower than the origin alone (OriginUplinks)",
+		config: func(c *Config) { c.OriginUplinks = 10 },
+		setup: func(st *State) {
+			st.OriginPieces = 11 // budget: max(2, 4·(1-4/10)) = 2.4 copies / 4 proxies = 12 pieces
+			st.Avail[13] = 1
+			st.Readers = []Reader{download(0)}
+			st.Have[0] = true
+		},
+		start: []Start{{First: 13, End: 14, Offset: 1300}},
+	}, {
+		name:   "a large swarm's budget is OriginCopies, whatever OriginUplinks",
+		config: func(c *Config) { c.OriginUplinks = 10 },
+		setup: func(st *State) {
+			st.OriginPieces, st.Swarm = 2, 20 // max(2, 20·(1-20/10)) = 2 copies / 20 proxies = 2 pieces
+			st.Readers = []Reader{download(0)}
+		},
+	}, {
 		name: "the budget is shared among the swarm the tracker counts, not only the peers connected",
 		setup: func(st *State) {
 			st.OriginPieces, st.Swarm = 2, 20 // budget: 2 copies / 20 proxies = 2 pieces
