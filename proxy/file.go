@@ -99,11 +99,14 @@ const (
 	// originLead: a player's piece due this soon goes to the origin; peers
 	// have the rest of the read-ahead window to deliver it.
 	originLead = 2 * time.Second
-	// paceProbe: a new reader reads fast while the player's and the
-	// sockets' buffers fill; the pace meter (paceWindow) tells a player
-	// within a few seconds. Until then it gets a player's window, not the
-	// whole file.
-	paceProbe = 6 * time.Second
+	// paceProbe: a new reader reads as fast as it is served while the
+	// player's buffer and the loopback socket's (up to some 10 MB with
+	// autotuning) fill, which at a swarm's 10-30 Mbit/s takes 5-10 s; the
+	// pace meter (paceWindow) tells a player a second or two later. Until
+	// then it gets a player's window, not the whole file. A download loses
+	// little meanwhile: a crowd's window is split by rank, and the uplinks
+	// bound its rate either way.
+	paceProbe = 15 * time.Second
 	// peerStall: connected peers that completed no piece for this long do
 	// not count as delivering.
 	peerStall = 2 * time.Second
