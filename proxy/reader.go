@@ -122,7 +122,7 @@ func (r *streamReader) moveHead(i int) {
 	}
 	r.head = i
 	pace := r.meter.update(time.Now(), r.off, r.waited)
-	pr := plan.Reader{Pos: r.off, Start: r.start, Since: r.since, Pace: pace}
+	pr := plan.Reader{Pos: r.off, Start: r.start, Since: r.since, Pace: pace, End: r.end}
 	r.f.mu.Lock()
 	r.f.readers[r] = pr
 	r.f.mu.Unlock()

@@ -5,7 +5,8 @@
 //
 // The rules, in the order Plan applies them:
 //
-//   - A piece the proxy holds is wanted from nobody.
+//   - A piece the proxy holds is wanted from nobody, and nothing past the
+//     end of a reader's range is asked for it.
 //   - The piece under a new playhead never waits on the swarm: if no
 //     connected peer has it, the origin is asked at once; if one has it
 //     (or peers the tracker named are still connecting), peers get

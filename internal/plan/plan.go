@@ -69,6 +69,18 @@ type Reader struct {
 	// Pace is the bytes per second it consumes, 0 when it reads as fast as
 	// it is served (no deadline).
 	Pace float64
+	// End is the byte its response ends before (0: the file's end): no
+	// piece past it is asked for this reader.
+	End int64
+}
+
+// last is the piece after the reader's response's last one.
+func (r *Reader) last(st *State) int {
+	n := len(st.Have)
+	if r.End <= 0 || r.End >= st.Size {
+		return n
+	}
+	return int((r.End + st.PieceLength - 1) / st.PieceLength)
 }
 
 // Run is an origin request under way, for pieces [Next, End); Next is
@@ -226,8 +238,9 @@ func (d *Decision) prioritise(c *Config, st *State) {
 			continue
 		}
 		h := int(r.Pos / st.PieceLength)
-		window := min(n, h+c.UrgentPieces+ra)
-		end := n
+		last := r.last(st)
+		window := min(last, h+c.UrgentPieces+ra)
+		end := last
 		probing := r.Pace == 0 && st.Now.Sub(r.Since) < c.PaceProbe
 		if r.Pace > 0 || probing {
 			end = window
@@ -304,7 +317,6 @@ func (d *Decision) cutAlready(run int) bool {
 // urgentCandidates lists, soonest first, the pieces readers wait on that
 // the origin must supply now.
 func (d *Decision) urgentCandidates(c *Config, st *State) {
-	n := len(st.Have)
 	stalled := st.Peers > 0 && st.Now.Sub(st.LastPeerData) >= c.PeerStall
 	noPeers := st.Peers == 0 && !st.Connecting
 	missing := func(i int) bool { return !st.Have[i] && !d.origin[i] }
@@ -323,7 +335,7 @@ func (d *Decision) urgentCandidates(c *Config, st *State) {
 		}
 		switch {
 		case r.Pace > 0:
-			for i := from; i < n; i++ {
+			for i := from; i < r.last(st); i++ {
 				due := float64(int64(i)*st.PieceLength-r.Pos) / r.Pace
 				if due >= c.Lead.Seconds() {
 					break
@@ -339,7 +351,7 @@ func (d *Decision) urgentCandidates(c *Config, st *State) {
 			d.addUrgent(h, r.Pos, 0)
 		}
 		if noPeers {
-			for i := h; i < min(n, h+c.UrgentPieces); i++ {
+			for i := h; i < min(r.last(st), h+c.UrgentPieces); i++ {
 				if missing(i) {
 					d.addUrgent(i, r.Pos, float64(i-h))
 				}

@@ -321,6 +321,14 @@ func TestPlan(t *testing.T) {
 		},
 		prio: map[int]Priority{6: None, 7: Readahead, 5: Now},
 	}, {
+		name: "nothing past a reader's range is asked for it",
+		setup: func(st *State) {
+			st.Avail[7], st.Avail[9] = 0, 0
+			st.Readers = []Reader{{Pos: 550, Since: t0.Add(-time.Minute), End: 750}}
+		},
+		start: []Start{{First: 7, End: 8, Offset: 700}},
+		prio:  map[int]Priority{5: Now, 6: Readahead, 7: None, 8: None, 19: None},
+	}, {
 		name:   "no pace yet, within PaceProbe: peers are asked for the window only",
 		config: func(c *Config) { c.PaceProbe = 5 * time.Second },
 		setup: func(st *State) {
