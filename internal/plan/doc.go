@@ -33,8 +33,12 @@
 //     BitTorrent initial seeder does. Beyond that the origin supplies the
 //     rarest pieces peers have only within the proxy's budget:
 //     OriginCopies copies of the file shared among the proxies of the
-//     swarm, the operator's trade-off between origin egress and speed. When connected peers deliver nothing for
-//     PeerStall, the piece the reader waits on goes to the origin.
+//     swarm, the operator's trade-off between origin egress and speed; a
+//     swarm smaller than OriginUplinks gets at least N·(1-N/U) copies,
+//     what keeps a crowd of N no slower than the origin alone would serve
+//     it (the arithmetic is at Config.OriginUplinks). When connected
+//     peers deliver nothing for PeerStall, the piece the reader waits on
+//     goes to the origin.
 //   - A piece the origin fetches is wanted from no peer, and an origin run
 //     stops at the first piece the swarm completed or nobody wants, so no
 //     piece crosses the wire twice.
