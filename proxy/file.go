@@ -100,12 +100,13 @@ const (
 	// have the rest of the read-ahead window to deliver it.
 	originLead = 2 * time.Second
 	// paceProbe: a new reader reads as fast as it is served while the
-	// player's buffer and the loopback socket's (up to some 10 MB with
-	// autotuning) fill, which at a swarm's 10-30 Mbit/s takes 5-10 s; the
-	// pace meter (paceWindow) tells a player a second or two later. Until
-	// then it gets a player's window, not the whole file. A download loses
-	// little meanwhile: a crowd's window is split by rank, and the uplinks
-	// bound its rate either way.
+	// player's buffer and the loopback socket's (megabytes, autotuned)
+	// fill; the pace meter (paceWindow) tells a player a second or two
+	// later. Until then it gets a player's window, not the whole file. A
+	// download loses little meanwhile: a crowd's window is split by rank,
+	// and the uplinks bound its rate either way. (Viewers 2 s apart are
+	// served barely faster than their bitrate and showed no pace for about
+	// 30 s in the fleet bench: this probe is too short for them.)
 	paceProbe = 15 * time.Second
 	// peerStall: connected peers that completed no piece for this long do
 	// not count as delivering.
