@@ -17,7 +17,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/p2sp/p2sp/internal/fileinfo"
 )
 
 // options are the command line.
@@ -177,17 +176,7 @@ func (b *bench) progress(format string, args ...any) {
 
 // newProxy starts a proxy with a fresh, empty cache directory.
 func (b *bench) newProxy(ctx context.Context, c *cluster) (*proxyProc, error) {
-	name := "proxy" + strconv.Itoa(len(b.proxies)+1)
-	p, err := startProxy(ctx, proxyConfig{
-		bin: b.opt.p2sp, name: name, trackerURL: c.Tracker.URL, originURL: c.Origin.URL,
-		originKey: fileinfo.EncodeKey(c.OriginKey),
-		cacheDir:  filepath.Join(b.dir, "proxies", name), log: b.stderr,
-	})
-	if err != nil {
-		return nil, err
-	}
-	b.proxies = append(b.proxies, p)
-	return p, nil
+	return b.newProxyVia(ctx, c, c.Tracker.URL, c.Origin.URL)
 }
 
 // stopProxy stops a proxy and removes its cache, reporting (not failing
