@@ -16,7 +16,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
 )
 
 // options are the command line.
