@@ -2,6 +2,7 @@ package origin
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"testing"
 
@@ -27,16 +28,16 @@ func BenchmarkHash(b *testing.B) {
 	if err := f.Close(); err != nil {
 		b.Fatal(err)
 	}
-	root, err := os.OpenRoot(dir)
+	m, err := openLocalMedia(dir, slog.Default())
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer root.Close()
+	defer m.Close()
 	hashed := prometheus.NewCounter(prometheus.CounterOpts{Name: "hashed"})
 	b.SetBytes(size)
 	b.ResetTimer()
 	for b.Loop() {
-		if _, _, err := hashFile(context.Background(), root, "big.bin", hashed); err != nil {
+		if _, _, err := hashFile(context.Background(), m, "big.bin", hashed); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -21,8 +20,12 @@ import (
 // Config configures an origin. The zero value of every field but Media and
 // Token means "use the default".
 type Config struct {
-	// Media is the directory whose files the origin serves. Required.
+	// Media is the directory whose files the origin serves, or
+	// "s3://BUCKET/PREFIX" for the objects below PREFIX in a bucket of
+	// S3-compatible storage (reached as S3 says). Required.
 	Media string
+	// S3 says how to reach the storage of an s3:// Media.
+	S3 S3Config
 	// Listen is the TCP address Run listens on; default ":8080".
 	Listen string
 	// TrackerURL is the tracker's base URL, e.g. "http://tracker:7070";
@@ -74,13 +77,6 @@ func (c Config) withDefaults() (Config, error) {
 	c.Token = tok
 	if c.Media == "" {
 		return c, errors.New("origin: a media directory is required")
-	}
-	st, err := os.Stat(c.Media)
-	if err != nil {
-		return c, fmt.Errorf("origin: media directory: %w", err)
-	}
-	if !st.IsDir() {
-		return c, fmt.Errorf("origin: media %s is not a directory", c.Media)
 	}
 	if c.Listen == "" {
 		c.Listen = ":8080"

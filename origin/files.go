@@ -33,7 +33,7 @@ func (s *Server) serveFile(c *gin.Context) error {
 	if hidden(p) {
 		return httpapi.Errorf(http.StatusNotFound, "not found")
 	}
-	f, st, err := openRegular(s.root, p)
+	f, v, err := s.media.open(c.Request.Context(), p)
 	if err != nil {
 		// Whatever the reason (absent, a directory, a symlink out of the
 		// root, no permission), the answer tells nothing about the tree.
@@ -41,14 +41,13 @@ func (s *Server) serveFile(c *gin.Context) error {
 		return httpapi.Errorf(http.StatusNotFound, "not found")
 	}
 	defer f.Close()
-	v := versionOf(st)
 	etag, hashed := s.cat.etag(p, v)
 	if !hashed && holdsContentETag(c.Request) {
 		etag = s.hashNow(c.Request.Context(), p, v)
 	}
 	content := &byterange.Content{
-		Size:        st.Size(),
-		ModTime:     st.ModTime(),
+		Size:        v.size,
+		ModTime:     v.modTime,
 		ETag:        etag,
 		ContentType: byterange.TypeByName(p),
 		Name:        path.Base(p),
@@ -91,16 +90,20 @@ func (s *Server) hashNow(ctx context.Context, p string, v version) string {
 
 // opener returns the byterange Open function over f. The first range reads
 // through f's own offset in an *io.LimitedReader, the shape the kernel can
-// sendfile; later ranges (multipart) use ReadAt, which leaves that offset
-// alone whatever order Serve reads them in. Every reader goes through the
-// egress limiter when one is set.
-func (s *Server) opener(f *os.File, prio priority) func(ctx context.Context, off, n int64) (io.Reader, error) {
+// sendfile (f is then an *os.File) and the one an object store streams in
+// a few ranged GETs; later ranges (multipart) use ReadAt, which leaves that
+// offset alone whatever order Serve reads them in. Every reader goes
+// through the egress limiter when one is set.
+func (s *Server) opener(f mediaFile, prio priority) func(ctx context.Context, off, n int64) (io.Reader, error) {
 	var seeked atomic.Bool
 	return func(ctx context.Context, off, n int64) (io.Reader, error) {
 		var r io.Reader
 		if seeked.CompareAndSwap(false, true) {
 			if _, err := f.Seek(off, io.SeekStart); err != nil {
 				return nil, fmt.Errorf("seek to %d: %w", off, err)
+			}
+			if l, ok := f.(readLimiter); ok {
+				l.limitReads(off + n)
 			}
 			r = &io.LimitedReader{R: f, N: n}
 		} else {

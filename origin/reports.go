@@ -60,7 +60,7 @@ func (s *Server) postReport(c *gin.Context) error {
 		attrs = append(attrs, "piece", *rep.Piece)
 	}
 	s.log.Info("report", attrs...)
-	if !s.rescan(rep.Path) {
+	if !s.rescan(c.Request.Context(), rep.Path) {
 		s.reportBook.forget(rep.Path)
 		return httpapi.Errorf(http.StatusNotFound, "no media file %q", rep.Path)
 	}
@@ -110,17 +110,23 @@ func (s *Server) checkPiece(ctx context.Context, info *fileinfo.Info, i int) (bo
 	if i >= info.NumPieces() {
 		return true, fmt.Errorf("piece %d of %d", i, info.NumPieces())
 	}
-	f, st, err := openRegular(s.root, info.Path)
+	f, v, err := s.media.open(ctx, info.Path)
 	if err != nil {
 		return true, err
 	}
 	defer f.Close()
-	if st.Size() != info.Size || !st.ModTime().Equal(info.ModTime) {
+	if v.size != info.Size || !v.modTime.Equal(info.ModTime) {
 		return true, nil
 	}
 	off, n := info.PieceBounds(i)
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return true, fmt.Errorf("read piece %d of %s: %w", i, info.Path, err)
+	}
+	if l, ok := f.(readLimiter); ok {
+		l.limitReads(off + n)
+	}
 	h := sha1.New()
-	if _, err := io.Copy(h, &countingReader{r: io.NewSectionReader(f, off, n), n: s.m.HashedBytes}); err != nil {
+	if _, err := io.CopyN(h, &countingReader{r: f, n: s.m.HashedBytes}, n); err != nil {
 		return true, fmt.Errorf("read piece %d of %s: %w", i, info.Path, err)
 	}
 	want := info.PieceHash(i)

@@ -38,13 +38,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			s.log.Warn("no public URL set: registrations name an unspecified address that peers cannot reach", "url", s.publicURL)
 		}
 	}
-	s.log.Info("origin serving", "addr", ln.Addr().String(), "media", s.cfg.Media,
+	s.log.Info("origin serving", "addr", ln.Addr().String(), "media", s.media.String(),
 		"public_url", s.publicURL, "tracker", s.cfg.TrackerURL, "rate_limit", s.cfg.RateLimit)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Go(func() { s.scanLoop(ctx) })
-	wg.Go(func() { s.watchLoop(ctx) })
+	if s.local != nil {
+		// Object storage tells of no change: the scan lists it.
+		wg.Go(func() { s.watchLoop(ctx) })
+	}
 	wg.Go(func() { s.hashLoop(ctx) })
 	err := s.cfg.Timeouts.Serve(ctx, ln, s.Handler())
 	cancel()

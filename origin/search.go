@@ -1,6 +1,7 @@
 package origin
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"strings"
@@ -65,7 +66,7 @@ func (s *Server) getCatalog(c *gin.Context) error {
 		page = page[:limit]
 	}
 	for i := range page {
-		s.addDuration(&page[i])
+		s.addDuration(c.Request.Context(), &page[i])
 	}
 	c.JSON(http.StatusOK, page)
 	return nil
@@ -73,17 +74,17 @@ func (s *Server) getCatalog(c *gin.Context) error {
 
 // addDuration fills e.Duration for audio and video, from the cache or by
 // probing the file; a file that cannot be probed just has no duration.
-func (s *Server) addDuration(e *CatalogEntry) {
+func (s *Server) addDuration(ctx context.Context, e *CatalogEntry) {
 	if !strings.HasPrefix(e.ContentType, "video/") && !strings.HasPrefix(e.ContentType, "audio/") {
 		return
 	}
 	d, err := s.durations.get(e.Path, e.ETag, func() (dur time.Duration, err error) {
-		f, st, err := openRegular(s.root, e.Path)
+		f, v, err := s.media.open(ctx, e.Path)
 		if err != nil {
 			return 0, err
 		}
 		defer f.Close()
-		return mediaDuration(f, st.Size(), e.Path)
+		return mediaDuration(f, v.size, e.Path)
 	})
 	if err != nil {
 		s.log.Debug("no duration", "path", e.Path, "err", err)

@@ -4,10 +4,9 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
+	"strings"
 	"sync/atomic"
 
 	"github.com/gin-gonic/gin"
@@ -22,9 +21,12 @@ import (
 // once Serve runs, the scanner and the hashing worker that keep the catalog
 // and the tracker up to date.
 type Server struct {
-	cfg         Config
-	log         *slog.Logger
-	root        *os.Root
+	cfg   Config
+	log   *slog.Logger
+	media media
+	// local is media when it is a local directory, which the watcher
+	// watches; nil on object storage, which only the scan lists.
+	local       *localMedia
 	m           *metrics.Origin
 	egress      *egress
 	cat         *catalog
@@ -52,21 +54,30 @@ type Server struct {
 	trackerDown atomic.Bool
 }
 
-// New returns an origin for cfg. Close releases the media directory.
+// New returns an origin for cfg. Close releases the media.
 func New(cfg Config) (*Server, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	root, err := os.OpenRoot(cfg.Media)
+	log := cfg.Logger.With("role", "origin")
+	var med media
+	var local *localMedia
+	if strings.HasPrefix(cfg.Media, s3Scheme) {
+		med, err = openS3Media(cfg.Media, cfg.S3)
+	} else {
+		local, err = openLocalMedia(cfg.Media, log)
+		med = local
+	}
 	if err != nil {
-		return nil, fmt.Errorf("origin: open media: %w", err)
+		return nil, err
 	}
 	m := metrics.NewOrigin(cfg.Registry)
 	s := &Server{
 		cfg:         cfg,
-		log:         cfg.Logger.With("role", "origin"),
-		root:        root,
+		log:         log,
+		media:       med,
+		local:       local,
 		m:           m,
 		egress:      newEgress(cfg.RateLimit),
 		cat:         newCatalog(m, cfg.TrackerURL != "", cfg.ScanInterval),
@@ -81,12 +92,12 @@ func New(cfg Config) (*Server, error) {
 		_, s.key, err = ed25519.GenerateKey(rand.Reader)
 	}
 	if err != nil {
-		root.Close()
+		med.Close()
 		return nil, err
 	}
 	if cfg.DataDir != "" {
 		if s.users, err = newUserStore(cfg.DataDir); err != nil {
-			root.Close()
+			med.Close()
 			return nil, err
 		}
 	}
@@ -100,9 +111,9 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Close releases the media directory. Call it after Serve returned.
+// Close releases the media. Call it after Serve returned.
 func (s *Server) Close() error {
-	return s.root.Close()
+	return s.media.Close()
 }
 
 // Handler returns the origin's HTTP handler.

@@ -125,7 +125,7 @@ func (st *settler) next() (time.Time, bool) {
 	return first, !first.IsZero()
 }
 
-// watchLoop watches the media tree until ctx ends. Without notifications
+// watchLoop watches the local media tree until ctx ends. Without notifications
 // (no inotify, too many watches) the scan alone finds new files.
 func (s *Server) watchLoop(ctx context.Context) {
 	w, err := fsnotify.NewWatcher()
@@ -170,7 +170,7 @@ func (s *Server) watchLoop(ctx context.Context) {
 // directories below it, and touches the files already there: a directory
 // can fill between its creation and its watch.
 func (s *Server) watchDir(w *fsnotify.Watcher, st *settler, dir string, now time.Time) {
-	err := fs.WalkDir(s.root.FS(), dir, func(p string, d fs.DirEntry, err error) error {
+	err := fs.WalkDir(s.local.root.FS(), dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return nil
 		}
@@ -182,7 +182,7 @@ func (s *Server) watchDir(w *fsnotify.Watcher, st *settler, dir string, now time
 		}
 		switch {
 		case d.IsDir():
-			if err := w.Add(filepath.Join(s.cfg.Media, filepath.FromSlash(p))); err != nil {
+			if err := w.Add(filepath.Join(s.local.dir, filepath.FromSlash(p))); err != nil {
 				s.log.Warn("cannot watch a media directory: the scan covers it", "dir", p, "err", err)
 			}
 		case d.Type().IsRegular() && p != dir && !inProgress(d.Name()):
@@ -200,7 +200,7 @@ func (s *Server) watchDir(w *fsnotify.Watcher, st *settler, dir string, now time
 
 // watchEvent records one notification.
 func (s *Server) watchEvent(w *fsnotify.Watcher, st *settler, ev fsnotify.Event, now time.Time) {
-	rel, err := filepath.Rel(s.cfg.Media, ev.Name)
+	rel, err := filepath.Rel(s.local.dir, ev.Name)
 	if err != nil {
 		return
 	}
@@ -208,7 +208,7 @@ func (s *Server) watchEvent(w *fsnotify.Watcher, st *settler, ev fsnotify.Event,
 	if err != nil || hidden(p) || inProgress(p) {
 		return
 	}
-	lst, err := s.root.Lstat(p)
+	lst, err := s.local.root.Lstat(p)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		// Removed or renamed away (ffmpeg's delete_segments).
@@ -225,7 +225,7 @@ func (s *Server) watchEvent(w *fsnotify.Watcher, st *settler, ev fsnotify.Event,
 // look opens a due file, asks whether anyone writes it and registers it
 // if nobody does.
 func (s *Server) look(st *settler, p string, now time.Time) {
-	f, fst, err := openRegular(s.root, p)
+	f, fst, err := openRegular(s.local.root, p)
 	if err != nil {
 		st.forget(p)
 		if errors.Is(err, fs.ErrNotExist) {

@@ -10,7 +10,7 @@ import (
 	"io/fs"
 	"maps"
 	"net/http"
-	"os"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -56,51 +56,28 @@ func (s *Server) scan(ctx context.Context, unservable map[string]bool) error {
 	seen := make(map[string]bool)
 	skipped := make(map[string]bool)
 	now := time.Now()
-	err := fs.WalkDir(s.root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
-		if cerr := ctx.Err(); cerr != nil {
-			return cerr
-		}
-		if err != nil {
-			if p == "." {
-				return err
-			}
-			s.log.Warn("scan: skipping", "path", p, "err", err)
-			return nil
-		}
-		if p == "." {
-			return nil
-		}
-		if strings.HasPrefix(d.Name(), ".") {
-			if d.IsDir() {
-				return fs.SkipDir
-			}
-			return nil
-		}
-		// Symlinks, pipes, devices and sockets are not media; WalkDir
-		// does not follow symlinked directories either. A writer's
-		// temporary file is renamed once complete (watch.go).
-		if !d.Type().IsRegular() || inProgress(d.Name()) {
-			return nil
+	err := s.media.list(ctx, func(p string, v version) {
+		if hidden(p) || inProgress(path.Base(p)) {
+			return
 		}
 		clean, err := fileinfo.CleanPath(p)
+		if err == nil && clean != p {
+			// An object key such as "a//b" or "/a": no request path names it.
+			err = errors.New("not a clean path")
+		}
 		if err != nil {
 			if !unservable[p] {
 				s.log.Warn("scan: skipping a file whose name cannot be served; rename it to serve it (warned once)",
 					"path", strconv.Quote(p), "err", err)
 			}
 			skipped[p] = true
-			return nil
-		}
-		st, err := d.Info()
-		if err != nil {
-			return nil // removed since the directory was read
+			return
 		}
 		seen[clean] = true
-		s.cat.observe(clean, versionOf(st), now)
-		return nil
+		s.cat.observe(clean, v, now)
 	})
 	if err != nil {
-		return fmt.Errorf("walk %s: %w", s.cfg.Media, err)
+		return err
 	}
 	s.cat.retain(seen)
 	// A name renamed away and back is warned about again.
@@ -111,16 +88,16 @@ func (s *Server) scan(ctx context.Context, unservable map[string]bool) error {
 
 // rescan looks at one path now, as a proxy's report asks. It reports
 // whether the path is a media file.
-func (s *Server) rescan(p string) bool {
+func (s *Server) rescan(ctx context.Context, p string) bool {
 	if hidden(p) || inProgress(p) {
 		return false
 	}
-	st, err := s.root.Lstat(p)
-	if err != nil || !st.Mode().IsRegular() {
+	v, err := s.media.stat(ctx, p)
+	if err != nil {
 		s.cat.drop(p)
 		return false
 	}
-	s.cat.observe(p, versionOf(st), time.Now())
+	s.cat.observe(p, v, time.Now())
 	return true
 }
 
@@ -172,7 +149,7 @@ func (s *Server) process(ctx context.Context, j job) {
 func (s *Server) hash(ctx context.Context, p string) (*fileinfo.Info, version, error) {
 	start := time.Now()
 	s.log.Info("hashing", "path", p)
-	info, v, err := hashFile(ctx, s.root, p, s.m.HashedBytes)
+	info, v, err := hashFile(ctx, s.media, p, s.m.HashedBytes)
 	if err != nil {
 		return nil, version{}, err
 	}
@@ -190,35 +167,35 @@ type changedError struct{ now version }
 
 func (e *changedError) Error() string { return "file changed while being hashed" }
 
-// hashFile hashes the regular file p below root, counting the bytes read in
-// hashed, and fills in the ETag (from the content) and ModTime of the
+// hashFile hashes the regular file p of the media, counting the bytes read
+// in hashed, and fills in the ETag (from the content) and ModTime of the
 // version it read, which it returns too. It returns a *changedError if the
 // file changed meanwhile: the hashes would describe no version of it.
-func hashFile(ctx context.Context, root *os.Root, p string, hashed prometheus.Counter) (*fileinfo.Info, version, error) {
-	f, st, err := openRegular(root, p)
+func hashFile(ctx context.Context, m media, p string, hashed prometheus.Counter) (*fileinfo.Info, version, error) {
+	f, v, err := m.open(ctx, p)
 	if err != nil {
 		return nil, version{}, err
 	}
 	defer f.Close()
-	info, herr := fileinfo.Compute(ctx, p, &countingReader{r: f, n: hashed}, st.Size())
+	info, herr := fileinfo.Compute(ctx, p, &countingReader{r: f, n: hashed}, v.size)
 	if cerr := ctx.Err(); cerr != nil {
 		return nil, version{}, fmt.Errorf("hash %s: %w", p, cerr)
 	}
 	// Checked even when Compute failed: a file that shrank while being
-	// read makes it fail with an unexpected EOF.
-	after, err := root.Lstat(p)
+	// read makes it fail with an unexpected EOF, an object replaced
+	// meanwhile with a failed If-Match.
+	now, err := m.stat(ctx, p)
 	if err != nil {
 		return nil, version{}, fmt.Errorf("stat %s after hashing: %w", p, err)
 	}
-	v := versionOf(st)
-	if now := versionOf(after); !now.equal(v) || !os.SameFile(st, after) {
+	if !now.equal(v) {
 		return nil, version{}, &changedError{now: now}
 	}
 	if herr != nil {
 		return nil, version{}, herr
 	}
 	info.ETag = contentETag(info.SHA256)
-	info.ModTime = st.ModTime()
+	info.ModTime = v.modTime
 	return info, v, nil
 }
 

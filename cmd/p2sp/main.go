@@ -64,12 +64,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "origin":
 		var cfg origin.Config
-		fs.StringVar(&cfg.Media, "media", "", "directory of media to serve (required)")
+		fs.StringVar(&cfg.Media, "media", "", "directory of media to serve, or s3://BUCKET/PREFIX for S3-compatible storage (required)")
+		fs.StringVar(&cfg.S3.Endpoint, "s3-endpoint", "", "S3-compatible storage's base URL, path-style (default: AWS_ENDPOINT_URL_S3, else AWS's own)")
+		fs.StringVar(&cfg.S3.Region, "s3-region", "", "S3 region (default: AWS_REGION, else us-east-1); credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
 		fs.StringVar(&cfg.Listen, "listen", ":8080", "HTTP listen address")
 		fs.StringVar(&cfg.TrackerURL, "tracker", "", "tracker base URL to register files with")
 		fs.StringVar(&cfg.PublicURL, "public-url", "", "base URL proxies reach this origin at (default: http://LISTEN)")
 		fs.Int64Var(&cfg.RateLimit, "rate-limit", 0, "cap on total egress in bytes per second (0: none)")
-		fs.DurationVar(&cfg.ScanInterval, "scan-interval", 2*time.Second, "how often the media directory is rescanned")
+		fs.DurationVar(&cfg.ScanInterval, "scan-interval", 2*time.Second, "how often the media is rescanned (object storage: listed)")
 		fs.StringVar(&cfg.DataDir, "data-dir", "", "directory of the users' credentials and lists, and of the signing key (default: none, lists off)")
 		fs.StringVar(&cfg.KeyFile, "key-file", "", "Ed25519 key (PKCS #8 PEM) file info is signed with, created if missing (default: DATA-DIR/"+origin.KeyFileName+")")
 		start = func() error { cfg.Token = os.Getenv("P2SP_TOKEN"); return origin.Run(ctx, cfg) }
