@@ -1,0 +1,108 @@
+package testtool
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// S3 is an S3-compatible server a test started: versitygw over a
+// temporary directory (its posix backend).
+type S3 struct {
+	// URL is the server's base URL, http://127.0.0.1:PORT.
+	URL string
+	// AccessKey and SecretKey are its one account's credentials.
+	AccessKey, SecretKey string
+	// Client talks to it with those credentials, path-style.
+	Client *s3.Client
+}
+
+// StartS3 runs versitygw (go install
+// github.com/versity/versitygw/cmd/versitygw@v1.8.0) for the test on a
+// free loopback port, with fresh credentials and the given buckets
+// created, and waits until it answers. The server is killed when the test
+// ends. It skips without versitygw (fails in CI).
+func StartS3(t testing.TB, buckets ...string) *S3 {
+	t.Helper()
+	bin := Require(t, "versitygw")
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	key := make([]byte, 20)
+	rand.Read(key)
+	s := &S3{URL: "http://" + addr, AccessKey: "p2sp" + hex.EncodeToString(key[:8]), SecretKey: hex.EncodeToString(key)}
+	var out bytes.Buffer
+	cmd := exec.Command(bin, "--access", s.AccessKey, "--secret", s.SecretKey, "--port", addr, "--quiet", "posix", root)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start versitygw: %v", err)
+	}
+	done := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+	})
+	// Any HTTP answer (403 to an unsigned request) means it is serving.
+	hc := &http.Client{Timeout: time.Second}
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if resp, err := hc.Get(s.URL + "/"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		select {
+		case <-done:
+			t.Fatalf("versitygw exited before answering: %v\n%s", waitErr, out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("versitygw on %s did not answer within 15s\n%s", addr, out.String())
+		}
+	}
+	s.Client = s3.New(s3.Options{
+		BaseEndpoint: aws.String(s.URL),
+		Region:       "us-east-1",
+		UsePathStyle: true,
+		Credentials:  credentials.NewStaticCredentialsProvider(s.AccessKey, s.SecretKey, ""),
+	})
+	for _, b := range buckets {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := s.Client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(b)})
+		cancel()
+		if err != nil {
+			t.Fatalf("create bucket %s: %v", b, err)
+		}
+	}
+	return s
+}
+
+// Put writes data as object key of bucket.
+func (s *S3) Put(t testing.TB, bucket, key string, data []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := s.Client.PutObject(ctx, &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: bytes.NewReader(data)}); err != nil {
+		t.Fatalf("put s3://%s/%s: %v", bucket, key, err)
+	}
+}
