@@ -44,8 +44,11 @@ type Config struct {
 	// Dir holds media, the tracker's data and the proxies' caches; "" makes
 	// a temporary one that Close removes.
 	Dir string
-	// Media is the media directory; "" writes the sample media into Dir.
+	// Media is the media directory, or s3://BUCKET/PREFIX on the storage
+	// S3 names; "" writes the sample media into Dir.
 	Media string
+	// S3 is how the origin reaches an s3:// Media.
+	S3 origin.S3Config
 	// Proxies is how many proxies to start.
 	Proxies int
 	// RateLimit caps the origin's egress in bytes per second (0: none).
@@ -159,7 +162,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	}
 	c.Origin = &Service{Name: "origin", start: func(ctx context.Context, s *Service, ln net.Listener) (func() error, error) {
 		o, err := origin.New(origin.Config{
-			Media: c.Media, DataDir: c.OriginData, TrackerURL: c.Tracker.URL, PublicURL: httpapi.URL(ln), Token: c.Token,
+			Media: c.Media, S3: cfg.S3, DataDir: c.OriginData, TrackerURL: c.Tracker.URL, PublicURL: httpapi.URL(ln), Token: c.Token,
 			RateLimit: cfg.RateLimit, ScanInterval: cfg.ScanInterval, Registry: s.Registry,
 			Logger: log.With("component", "origin"), Timeouts: cfg.Timeouts,
 		})
