@@ -79,6 +79,10 @@ const (
 // s3Media is a bucket (below a key prefix) of S3-compatible storage. The
 // object ETag is the change detector: a version's tag, and the If-Match
 // of every GET of an opened object, so that a read never mixes versions.
+// An object without an ETag (a file a gateway serves from its backing
+// directory without having written it, as versitygw's posix backend
+// does) is told apart by its size and modification time only, as the
+// hash's check after reading does.
 type s3Media struct {
 	client *s3.Client
 	bucket string
@@ -239,12 +243,15 @@ var _ readLimiter = (*s3Object)(nil)
 
 // get opens bytes [off, end) of the object's version.
 func (o *s3Object) get(off, end int64) (io.ReadCloser, error) {
-	out, err := o.m.client.GetObject(o.ctx, &s3.GetObjectInput{
-		Bucket:  &o.m.bucket,
-		Key:     &o.key,
-		Range:   aws.String(fmt.Sprintf("bytes=%d-%d", off, end-1)),
-		IfMatch: aws.String(o.v.tag),
-	})
+	in := &s3.GetObjectInput{
+		Bucket: &o.m.bucket,
+		Key:    &o.key,
+		Range:  aws.String(fmt.Sprintf("bytes=%d-%d", off, end-1)),
+	}
+	if o.v.tag != "" {
+		in.IfMatch = aws.String(o.v.tag)
+	}
+	out, err := o.m.client.GetObject(o.ctx, in)
 	if err != nil {
 		return nil, fmt.Errorf("get %s bytes %d-%d: %w", o.key, off, end-1, s3Error(err))
 	}
