@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"os/exec"
 	"path"
@@ -95,7 +96,8 @@ type (
 			Labels    map[string]string `yaml:"labels"`
 		} `yaml:"metadata"`
 		Spec struct {
-			Selector any `yaml:"selector"` // a map on Services, {matchLabels} on workloads
+			Replicas *int `yaml:"replicas"`
+			Selector any  `yaml:"selector"` // a map on Services, {matchLabels} on workloads
 			Template struct {
 				Metadata struct {
 					Labels map[string]string `yaml:"labels"`
@@ -133,6 +135,7 @@ type (
 		Args  []string `yaml:"args"`
 		Env   []struct {
 			Name      string `yaml:"name"`
+			Value     string `yaml:"value"`
 			ValueFrom *struct {
 				SecretKeyRef *struct {
 					Name string `yaml:"name"`
@@ -346,17 +349,18 @@ func TestKubernetes(t *testing.T) {
 
 	// Each Service selects a workload's pods and targets a port its
 	// container declares.
+	services := map[string]object{}
 	for _, svc := range byKind["Service"] {
+		services[svc.Metadata.Name] = svc
 		sel, _ := svc.Spec.Selector.(map[string]any)
 		var target *object
-		for _, w := range workloads {
-			o := find(w.kind, w.name)
+		for _, o := range slices.Concat(byKind["Deployment"], byKind["DaemonSet"]) {
 			ok := len(sel) > 0
 			for k, v := range sel {
 				ok = ok && o.Spec.Template.Metadata.Labels[k] == v
 			}
 			if ok {
-				target = o
+				target = &o
 			}
 		}
 		if target == nil {
@@ -372,6 +376,74 @@ func TestKubernetes(t *testing.T) {
 	for _, name := range []string{"p2sp-tracker", "p2sp-origin"} {
 		find("Service", name)
 	}
+
+	// Two tracker replicas on the one Redis; the origin on S3-compatible
+	// storage that a Service (or the outside) answers for.
+	tr := find("Deployment", "p2sp-tracker")
+	switch n := tr.Spec.Replicas; {
+	case n == nil:
+		t.Errorf("tracker replicas unset (1), want at least 2")
+	case *n < 2:
+		t.Errorf("tracker replicas %d, want at least 2", *n)
+	}
+	trArgs := tr.Spec.Template.Spec.Containers[0].Args
+	store, _ := flag(trArgs, "--store")
+	if _, ok := flag(trArgs, "--data-dir"); ok || !strings.HasPrefix(store, "redis://") {
+		t.Errorf("tracker args %v: want --store redis://... and no --data-dir", trArgs)
+	} else if err := reachesService(services, strings.Replace(store, "redis://", "tcp://", 1)); err != nil {
+		t.Errorf("tracker --store %s: %v", store, err)
+	}
+	oc := find("Deployment", "p2sp-origin").Spec.Template.Spec.Containers[0]
+	env := map[string]string{}
+	for _, e := range oc.Env {
+		env[e.Name] = e.Value
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			ref := e.ValueFrom.SecretKeyRef
+			v, ok := secrets[ref.Name][ref.Key]
+			if !ok {
+				t.Errorf("origin env %s from secret %s key %s, which no manifest defines", e.Name, ref.Name, ref.Key)
+			}
+			env[e.Name] = v
+		}
+	}
+	media, _ := flag(oc.Args, "--media")
+	// Kubernetes expands $(VAR) in args from the container's env.
+	if v, ok := strings.CutPrefix(media, "$("); ok {
+		media = env[strings.TrimSuffix(v, ")")]
+	}
+	if !strings.HasPrefix(media, "s3://") {
+		t.Errorf("origin --media %q, want s3://BUCKET/PREFIX", media)
+	}
+	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"} {
+		if env[k] == "" {
+			t.Errorf("origin env has no %s", k)
+		}
+	}
+	if ep := env["AWS_ENDPOINT_URL_S3"]; ep != "" {
+		if err := reachesService(services, ep); err != nil {
+			t.Errorf("origin S3 endpoint %s: %v", ep, err)
+		}
+	}
+}
+
+// reachesService checks that u (scheme://NAME.p2sp.svc...:PORT/...) names
+// a Service of the manifests, and a port it serves.
+func reachesService(services map[string]object, u string) error {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return err
+	}
+	name, _, _ := strings.Cut(pu.Hostname(), ".")
+	svc, ok := services[name]
+	if !ok {
+		return fmt.Errorf("no Service %s", name)
+	}
+	for _, p := range svc.Spec.Ports {
+		if fmt.Sprint(p.Port) == pu.Port() {
+			return nil
+		}
+	}
+	return fmt.Errorf("Service %s has no port %s", name, pu.Port())
 }
 
 // probesPort reports whether port (a number or a port name) is one c
@@ -393,9 +465,13 @@ type compose struct {
 			Context    string `yaml:"context"`
 			Dockerfile string `yaml:"dockerfile"`
 		} `yaml:"build"`
-		Command []string `yaml:"command"`
-		Volumes []string `yaml:"volumes"`
-		Ports   []string `yaml:"ports"`
+		Command     []string          `yaml:"command"`
+		Volumes     []string          `yaml:"volumes"`
+		Ports       []string          `yaml:"ports"`
+		Environment map[string]string `yaml:"environment"`
+		Networks    map[string]struct {
+			Aliases []string `yaml:"aliases"`
+		} `yaml:"networks"`
 	} `yaml:"services"`
 	Volumes map[string]any `yaml:"volumes"`
 }
@@ -419,7 +495,7 @@ func TestCompose(t *testing.T) {
 		}
 	}
 	for _, tc := range []struct{ service, role string }{
-		{"tracker", "tracker"}, {"origin", "origin"}, {"proxy1", "proxy"}, {"proxy2", "proxy"},
+		{"tracker-a", "tracker"}, {"tracker-b", "tracker"}, {"origin", "origin"}, {"proxy1", "proxy"}, {"proxy2", "proxy"},
 	} {
 		s, ok := c.Services[tc.service]
 		if !ok {
@@ -449,8 +525,36 @@ func TestCompose(t *testing.T) {
 			}
 		}
 	}
-	if origin := c.Services["origin"]; !slices.ContainsFunc(origin.Volumes, func(v string) bool { return strings.Contains(v, ":/srv/media") }) {
-		t.Errorf("origin volumes %v: want the media mounted at /srv/media", origin.Volumes)
+	// Two tracker replicas on the one Redis, both answering to the name
+	// every --tracker URL uses; the origin on the S3 service.
+	for _, name := range []string{"tracker-a", "tracker-b"} {
+		tr := c.Services[name]
+		store, _ := flag(tr.Command, "--store")
+		if u, err := url.Parse(store); err != nil || u.Scheme != "redis" || !hasService(c, u.Hostname()) {
+			t.Errorf("%s --store %q: want redis:// on a service of compose.yaml", name, store)
+		}
+		if !slices.Contains(tr.Networks["default"].Aliases, "tracker") {
+			t.Errorf("%s networks %+v: want the alias tracker", name, tr.Networks)
+		}
+	}
+	for name, svc := range c.Services {
+		if u, ok := flag(svc.Command, "--tracker"); ok && u != "http://tracker:7070" {
+			t.Errorf("%s --tracker %s, want http://tracker:7070 (both replicas)", name, u)
+		}
+	}
+	origin := c.Services["origin"]
+	media, _ := flag(origin.Command, "--media")
+	endpoint, _ := flag(origin.Command, "--s3-endpoint")
+	if !strings.HasPrefix(composeDefault(media), "s3://") {
+		t.Errorf("origin --media %q, want s3://BUCKET/PREFIX by default", media)
+	}
+	if u, err := url.Parse(composeDefault(endpoint)); err != nil || !hasService(c, u.Hostname()) {
+		t.Errorf("origin --s3-endpoint %q, want the s3 service by default", endpoint)
+	}
+	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"} {
+		if origin.Environment[k] == "" {
+			t.Errorf("origin environment has no %s", k)
+		}
 	}
 	for _, s := range []string{"prometheus", "grafana"} {
 		svc, ok := c.Services[s]
@@ -468,6 +572,22 @@ func TestCompose(t *testing.T) {
 			}
 		}
 	}
+}
+
+// hasService reports whether compose.yaml has a service name.
+func hasService(c compose, name string) bool {
+	_, ok := c.Services[name]
+	return ok
+}
+
+// composeDefault is the value of "${VAR:-default}" when VAR is unset.
+func composeDefault(v string) string {
+	if inner, ok := strings.CutPrefix(v, "${"); ok {
+		if _, def, ok := strings.Cut(strings.TrimSuffix(inner, "}"), ":-"); ok {
+			return def
+		}
+	}
+	return v
 }
 
 func TestPrometheusConfig(t *testing.T) {
