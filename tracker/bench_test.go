@@ -2,12 +2,15 @@ package tracker
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"sync/atomic"
 	"testing"
@@ -17,15 +20,18 @@ import (
 )
 
 // BenchmarkAnnounce measures the announces per second that tracker
-// replicas answer, through their HTTP handler (parsing, rate limiting, the
-// store, the bencoded answer; no TCP), with 100 registered files and 50000
-// peers re-announcing from their own IPs, 32 announces in flight:
+// replicas answer over loopback TCP, with 100 registered files and 50000
+// peers re-announcing, each from its own loopback address (127.0.0.0/8 is
+// all local on Linux, and the tracker's per-address rate limit applies),
+// on a connection of its own as BitTorrent clients announce, 32 announces
+// in flight:
 //
 //	go test -run '^$' -bench BenchmarkAnnounce -benchtime 5s ./tracker
 //
 // The embedded store belongs to one process, so only Redis has a
-// two-replica row; on one machine both replicas, the load and redis-server
-// share the same cores.
+// two-replica row: two tracker servers on one Redis, each on its own
+// listener, the load spread over both. On one machine both replicas, the
+// load generator and redis-server share the same cores.
 func BenchmarkAnnounce(b *testing.B) {
 	for _, bc := range []struct {
 		name     string
@@ -44,12 +50,13 @@ func BenchmarkAnnounce(b *testing.B) {
 				cfg.DataDir = b.TempDir()
 			}
 			var handlers []http.Handler
+			var urls []string
 			for range bc.replicas {
 				s, err := New(b.Context(), cfg)
 				if err != nil {
 					b.Fatal(err)
 				}
-				b.Cleanup(func() { s.Close() })
+				urls = append(urls, serveForBench(b, s))
 				handlers = append(handlers, s.Handler())
 			}
 			var hashes []string
@@ -68,6 +75,8 @@ func BenchmarkAnnounce(b *testing.B) {
 				}
 				hashes = append(hashes, url.QueryEscape(rawHash(b, fi.InfoHash)))
 			}
+			client := peerClient()
+			defer client.CloseIdleConnections()
 			var n atomic.Int64
 			b.SetParallelism(16)
 			b.ResetTimer()
@@ -78,17 +87,69 @@ func BenchmarkAnnounce(b *testing.B) {
 					p := i % 50000
 					q := fmt.Sprintf("info_hash=%s&peer_id=%s&port=6881&left=%d", hashes[p%100],
 						url.QueryEscape(fmt.Sprintf("-bench-%013d", p)), p%2)
-					req := httptest.NewRequest(http.MethodGet, "/announce?"+q, nil)
-					req.RemoteAddr = fmt.Sprintf("10.%d.%d.%d:6881", p>>16&255, p>>8&255, p&255)
-					rec := httptest.NewRecorder()
-					handlers[int(i)%len(handlers)].ServeHTTP(rec, req)
-					if bytes.Contains(rec.Body.Bytes(), []byte("failure reason")) {
-						b.Errorf("announce failed: %s", rec.Body)
+					ctx := context.WithValue(b.Context(), peerAddrKey{}, netip.AddrFrom4([4]byte{127, byte(p>>16) + 1, byte(p >> 8), byte(p)}))
+					req, err := http.NewRequestWithContext(ctx, http.MethodGet, urls[int(i)%len(urls)]+"/announce?"+q, nil)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					resp, err := client.Do(req)
+					if err != nil {
+						b.Errorf("announce: %v", err)
+						return
+					}
+					body, err := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if err != nil || resp.StatusCode != http.StatusOK || bytes.Contains(body, []byte("failure reason")) {
+						b.Errorf("announce failed: %s %v %s", resp.Status, err, body)
 						return
 					}
 				}
 			})
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "announces/s")
 		})
+	}
+}
+
+// serveForBench serves s on a loopback port until the benchmark ends and
+// returns its base URL.
+func serveForBench(b *testing.B, s *Server) string {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(b.Context())
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ctx, ln) }()
+	b.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			b.Errorf("Serve: %v", err)
+		}
+		s.Close()
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// peerAddrKey is the context key of the loopback address a benchmark
+// announce is sent from.
+type peerAddrKey struct{}
+
+// peerClient sends each request on a new connection from the address in
+// its context, as many BitTorrent clients would from their own hosts.
+func peerClient() *http.Client {
+	return &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{
+			DisableKeepAlives: true,
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				d := net.Dialer{Timeout: 5 * time.Second}
+				if a, ok := ctx.Value(peerAddrKey{}).(netip.Addr); ok {
+					d.LocalAddr = &net.TCPAddr{IP: a.AsSlice()}
+				}
+				return d.DialContext(ctx, network, addr)
+			},
+		},
 	}
 }
