@@ -19,40 +19,16 @@ func StartRedis(t testing.TB) string {
 	t.Helper()
 	bin := Require(t, "redis-server")
 	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	ln.Close()
+	a := freeLoopbackAddr(t)
+	addr := a.String()
 	logFile := filepath.Join(dir, "redis.log")
-	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no",
+	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", strconv.Itoa(a.Port), "--save", "", "--appendonly", "no",
 		"--dir", dir, "--logfile", logFile, "--loglevel", "warning")
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start redis-server: %v", err)
-	}
-	done := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
+	runUntilReady(t, cmd, 10*time.Second, func() bool { return ping(addr) }, func() string {
+		log, _ := os.ReadFile(logFile)
+		return string(log)
 	})
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if ping(addr) {
-			return "redis://" + addr + "/0"
-		}
-		select {
-		case <-done:
-			log, _ := os.ReadFile(logFile)
-			t.Fatalf("redis-server exited before answering: %v\n%s", waitErr, log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server on %s did not answer PING within 10s", addr)
-		}
-	}
+	return "redis://" + addr + "/0"
 }
 
 // ping reports whether a Redis on addr answers PING.

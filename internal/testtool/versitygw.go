@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -42,44 +41,29 @@ func StartS3(t testing.TB, buckets ...string) *S3 {
 	if err := os.Mkdir(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeLoopbackAddr(t).String()
 	key := make([]byte, 20)
 	rand.Read(key)
 	s := &S3{URL: "http://" + addr, AccessKey: "p2sp" + hex.EncodeToString(key[:8]), SecretKey: hex.EncodeToString(key)}
-	var out bytes.Buffer
-	cmd := exec.Command(bin, "--access", s.AccessKey, "--secret", s.SecretKey, "--port", addr, "--quiet", "posix", root)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start versitygw: %v", err)
+	logFile, err := os.Create(filepath.Join(dir, "versitygw.log"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-	})
+	defer logFile.Close() // the child has its own descriptor
+	cmd := exec.Command(bin, "--access", s.AccessKey, "--secret", s.SecretKey, "--port", addr, "--quiet", "posix", root)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// Any HTTP answer (403 to an unsigned request) means it is serving.
 	hc := &http.Client{Timeout: time.Second}
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if resp, err := hc.Get(s.URL + "/"); err == nil {
+	runUntilReady(t, cmd, 15*time.Second, func() bool {
+		resp, err := hc.Get(s.URL + "/")
+		if err == nil {
 			resp.Body.Close()
-			break
 		}
-		select {
-		case <-done:
-			t.Fatalf("versitygw exited before answering: %v\n%s", waitErr, out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("versitygw on %s did not answer within 15s\n%s", addr, out.String())
-		}
-	}
+		return err == nil
+	}, func() string {
+		log, _ := os.ReadFile(logFile.Name())
+		return string(log)
+	})
 	s.Client = s3.New(s3.Options{
 		BaseEndpoint: aws.String(s.URL),
 		Region:       "us-east-1",
