@@ -1,5 +1,5 @@
 // Package origin is the web server that holds the media: it serves every
-// regular, non-hidden file below its media directory at /files/{path} with
+// regular, non-hidden file of its media at /files/{path} with
 // full HTTP range semantics (through internal/byterange), optionally under a
 // cap on its total egress, and registers each file with the tracker.
 //
@@ -23,7 +23,12 @@
 // origin user add") issues a user's bearer token, of which only the
 // SHA-256 is stored, and a request may touch only its own user's lists.
 //
-// Every path is resolved inside an os.Root after fileinfo.CleanPath, so no
-// request can read outside the media directory, whatever its encoding or
-// the symlinks in the tree.
+// The media is a local directory (the default; also watched with inotify,
+// watch.go) or a bucket of S3-compatible storage below a key prefix
+// (Config.Media "s3://BUCKET/PREFIX", s3media.go), both behind the small
+// media interface (media.go): list, stat, open for streaming and ranged
+// reads. On a directory, every path is resolved inside an os.Root after
+// fileinfo.CleanPath, so no request can read outside the media directory,
+// whatever its encoding or the symlinks in the tree; on S3, only a clean
+// path has a key, the prefix followed by that path.
 package origin

@@ -126,6 +126,11 @@ func TestS3Origin(t *testing.T) {
 	srv := testtool.StartS3(t, "media")
 	data := randomBytes(200_000, 3)
 	srv.Put(t, "media", "v/clip.bin", data)
+	// Hidden names and a writer's temporary name are never served (keys
+	// with an empty element, "a//b", versitygw stores as "a/b").
+	for _, k := range []string{"v/.hidden.bin", "v/.dir/x.bin", "v/up.part"} {
+		srv.Put(t, "media", k, []byte("no"))
+	}
 	o := startOrigin(t, Config{Media: "s3://media/v", S3: S3Config{Endpoint: srv.URL, AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey}})
 	var etag string
 	eventually(t, "content ETag", func() bool {
@@ -133,6 +138,13 @@ func TestS3Origin(t *testing.T) {
 		etag = resp.Header.Get("ETag")
 		return resp.StatusCode == http.StatusOK && bytes.Equal(body, data) && bytes.HasPrefix([]byte(etag), []byte(`"sha256-`))
 	})
+	var paths []string
+	for _, e := range o.catalog(t) {
+		paths = append(paths, e.Path)
+	}
+	if !slices.Equal(paths, []string{"clip.bin"}) {
+		t.Errorf("catalog %v, want only clip.bin", paths)
+	}
 	resp, body := get(t, http.MethodGet, o.url+"/files/clip.bin", map[string]string{"Range": "bytes=100-199"})
 	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, data[100:200]) {
 		t.Errorf("range: %s, %d bytes", resp.Status, len(body))
@@ -145,5 +157,26 @@ func TestS3Origin(t *testing.T) {
 	})
 	if resp, _ := get(t, http.MethodGet, o.url+"/files/missing.bin", nil); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("missing object: %s, want 404", resp.Status)
+	}
+}
+
+func TestParseS3Media(t *testing.T) {
+	for _, tc := range []struct {
+		media, bucket, prefix string
+		ok                    bool
+	}{
+		{"s3://media", "media", "", true},
+		{"s3://media/", "media", "", true},
+		{"s3://media/films", "media", "films/", true},
+		{"s3://media/films/new/", "media", "films/new/", true},
+		{"s3://", "", "", false},
+		{"s3:///films", "", "", false},
+		{"s3://media/../other", "", "", false},
+		{"s3://media/a//b", "", "", false},
+	} {
+		b, p, err := parseS3Media(tc.media)
+		if (err == nil) != tc.ok || b != tc.bucket || p != tc.prefix {
+			t.Errorf("parseS3Media(%q) = %q, %q, %v; want %q, %q, ok %v", tc.media, b, p, err, tc.bucket, tc.prefix, tc.ok)
+		}
 	}
 }
