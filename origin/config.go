@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/p2sp/p2sp/internal/httpapi"
+	"github.com/p2sp/p2sp/internal/httpclient"
 	"github.com/p2sp/p2sp/metrics"
 )
 
@@ -57,7 +57,15 @@ type Config struct {
 	// Registry receives the origin's metrics; nil means a fresh
 	// metrics.NewRegistry().
 	Registry *prometheus.Registry
-	// HTTPClient talks to the tracker; nil means a client with timeouts.
+	// TLSCert and TLSKey are the PEM files of the certificate (chain) and
+	// key the origin serves HTTPS with; both "" is plain HTTP.
+	TLSCert, TLSKey string
+	// CAFile holds the CA certificates (PEM) the tracker's certificate is
+	// verified with when the origin makes its own HTTPClient; "" means the
+	// system's roots.
+	CAFile string
+	// HTTPClient talks to the tracker; nil means a client with timeouts
+	// that verifies certificates as CAFile says.
 	HTTPClient *http.Client
 	// Logger logs hashing and registration; nil means slog.Default().
 	Logger *slog.Logger
@@ -107,17 +115,15 @@ func (c Config) withDefaults() (Config, error) {
 		c.Registry = metrics.NewRegistry()
 	}
 	if c.HTTPClient == nil {
-		c.HTTPClient = &http.Client{
-			Timeout: 30 * time.Second,
-			Transport: &http.Transport{
-				Proxy:                 http.ProxyFromEnvironment,
-				DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-				TLSHandshakeTimeout:   5 * time.Second,
-				ResponseHeaderTimeout: 15 * time.Second,
-				MaxIdleConnsPerHost:   4,
-				IdleConnTimeout:       90 * time.Second,
-			},
+		tc, err := httpclient.TLSConfig(c.CAFile)
+		if err != nil {
+			return c, fmt.Errorf("origin: %w", err)
 		}
+		t := httpclient.NewTransport(tc)
+		t.Proxy = http.ProxyFromEnvironment
+		// A registration of a large file's info takes the tracker a while.
+		t.ResponseHeaderTimeout = 15 * time.Second
+		c.HTTPClient = &http.Client{Timeout: 30 * time.Second, Transport: t}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -1,8 +1,8 @@
 package origin
 
 import (
+	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -281,15 +281,16 @@ func checkGroup(g string) error {
 	return nil
 }
 
-// decodeBody reads a JSON body of at most maxListBody bytes into v.
+// decodeBody reads a JSON body of at most maxListBody bytes into v,
+// refusing fields v does not have.
 func decodeBody(c *gin.Context, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, maxListBody))
+	b, err := httpapi.ReadBody(c, maxListBody)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return httpapi.Errorf(http.StatusRequestEntityTooLarge, "body over %d bytes", maxListBody)
-		}
 		return httpapi.Errorf(http.StatusBadRequest, "bad JSON body: %w", err)
 	}
 	return nil

@@ -46,8 +46,11 @@ func (s *Server) postReport(c *gin.Context) error {
 		return httpapi.Errorf(http.StatusTooManyRequests, "too many reports")
 	}
 	var rep fileinfo.Report
-	dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, fileinfo.MaxReportBody))
-	if err := dec.Decode(&rep); err != nil {
+	b, err := httpapi.ReadBody(c, fileinfo.MaxReportBody)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
 		return httpapi.Errorf(http.StatusBadRequest, "decode report: %w", err)
 	}
 	if err := rep.Validate(); err != nil {

@@ -25,12 +25,14 @@ func Run(ctx context.Context, cfg Config) error {
 
 // Serve serves the origin on ln until ctx ends, and runs the media scanner
 // and the hashing worker meanwhile; it returns once all of them stopped.
-// Without a PublicURL, registrations name "http://" + ln's address.
+// It speaks HTTPS on ln if the Config names a certificate. Without a
+// PublicURL, registrations name "http://" (or "https://") + ln's address.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if !s.serving.CompareAndSwap(false, true) {
 		ln.Close()
 		return errors.New("origin: Serve called twice")
 	}
+	ln = httpapi.TLSListener(ln, s.tls)
 	s.publicURL = s.cfg.PublicURL
 	if s.publicURL == "" {
 		s.publicURL = httpapi.URL(ln)

@@ -3,6 +3,7 @@ package origin
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -35,6 +36,8 @@ type Server struct {
 	authGuard   *httpapi.AuthGuard
 	health      httpapi.Health
 	engine      *gin.Engine
+	// tls is what Serve speaks on its listener; nil: plain HTTP.
+	tls *tls.Config
 	// key signs every file info the origin registers.
 	key ed25519.PrivateKey
 	// users holds the users' lists; nil without a data directory.
@@ -84,6 +87,10 @@ func New(cfg Config) (*Server, error) {
 		reportLimit: httpapi.NewIPLimiter(reportRate, reportBurst, maxReportAddrs),
 		reportBook:  newReportBook(reportWindow, wholeFileVoters, maxReportAddrs),
 		authGuard:   httpapi.NewAuthGuard(),
+	}
+	if s.tls, err = httpapi.ServerTLS(cfg.TLSCert, cfg.TLSKey); err != nil {
+		root.Close()
+		return nil, fmt.Errorf("origin: %w", err)
 	}
 	if cfg.KeyFile != "" {
 		s.key, err = LoadOrCreateKey(cfg.KeyFile)

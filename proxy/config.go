@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/p2sp/p2sp/internal/httpclient"
 	"github.com/p2sp/p2sp/metrics"
 )
 
@@ -63,8 +63,17 @@ type Config struct {
 	UserToken string
 	// Registry receives the proxy's metrics; nil makes a new one.
 	Registry *prometheus.Registry
+	// TLSCert and TLSKey are the PEM files of the certificate (chain) and
+	// key the players' listener speaks HTTPS with; both "" is plain HTTP,
+	// fine on loopback.
+	TLSCert, TLSKey string
+	// CAFile holds the CA certificates (PEM) the origin's and the tracker's
+	// certificates are verified with when the proxy makes its own
+	// HTTPClient; "" means the system's roots.
+	CAFile string
 	// HTTPClient talks to the origin and the tracker; nil makes one with
-	// keep-alive connections and timeouts.
+	// keep-alive connections and timeouts, verifying certificates as
+	// CAFile says.
 	HTTPClient *http.Client
 	// Logger is the proxy's log; nil uses slog.Default().
 	Logger *slog.Logger
@@ -116,20 +125,18 @@ func (c Config) withDefaults() (Config, error) {
 		c.Registry = metrics.NewRegistry()
 	}
 	if c.HTTPClient == nil {
-		// One transport for origin and tracker, keep-alive: a cold request
-		// reuses a warm connection instead of opening one. Media is not
-		// worth compressing, and a gzip body would defeat range checks.
-		c.HTTPClient = &http.Client{Transport: &http.Transport{
-			Proxy:        nil,
-			MaxIdleConns: 64,
-			// A black-holed host fails in seconds, not after the kernel's
-			// two minutes of SYN retries.
-			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConnsPerHost:   16,
-			DisableCompression:    true,
-			IdleConnTimeout:       90 * time.Second,
-			ResponseHeaderTimeout: 10 * time.Second,
-		}}
+		tc, err := httpclient.TLSConfig(c.CAFile)
+		if err != nil {
+			return c, fmt.Errorf("proxy: %w", err)
+		}
+		// One transport for origin, tracker and announces, keep-alive: a
+		// cold request reuses a warm connection instead of opening one.
+		// Media is not worth compressing, and a gzip body would defeat
+		// range checks.
+		t := httpclient.NewTransport(tc)
+		t.MaxIdleConns, t.MaxIdleConnsPerHost = 64, 16
+		t.DisableCompression = true
+		c.HTTPClient = &http.Client{Transport: t}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

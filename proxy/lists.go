@@ -15,6 +15,7 @@ import (
 
 	"github.com/p2sp/p2sp/internal/fileinfo"
 	"github.com/p2sp/p2sp/internal/httpapi"
+	"github.com/p2sp/p2sp/internal/httpclient"
 )
 
 const (
@@ -23,6 +24,10 @@ const (
 	// maxRelayBody bounds a relayed request body; the origin has its own
 	// (smaller) bound.
 	maxRelayBody = 1 << 20
+	// maxRelayAnswer bounds the origin's answer to a relayed call, read
+	// whole before it is passed on: a catalog page of the most entries the
+	// origin gives at once (1000) with long paths, or a user's lists.
+	maxRelayAnswer = 8 << 20
 )
 
 // relayCatalog answers GET /v1/catalog with the origin's, query and all,
@@ -121,14 +126,22 @@ func (s *Server) relay(c *gin.Context, target string, auth bool) error {
 		return httpapi.Errorf(http.StatusBadGateway, "the origin could not be reached")
 	}
 	defer resp.Body.Close()
+	// Read whole, so that an answer too large is a clean 502 for the page
+	// rather than a body cut short.
+	b, err := httpclient.ReadAll(resp, maxRelayAnswer)
+	if err != nil {
+		s.log.Warn("relay: the origin's answer", "target", target, "err", err)
+		if errors.Is(err, httpclient.ErrTooLarge) {
+			return httpapi.Errorf(http.StatusBadGateway, "the origin's answer is over %d bytes", maxRelayAnswer)
+		}
+		return httpapi.Errorf(http.StatusBadGateway, "the origin's answer could not be read")
+	}
 	for _, h := range []string{"Content-Type", "X-Total-Count"} {
 		if v := resp.Header.Get(h); v != "" {
 			c.Header(h, v)
 		}
 	}
 	c.Status(resp.StatusCode)
-	if _, err := io.Copy(c.Writer, resp.Body); err != nil {
-		s.log.Debug("relay cut short", "target", target, "err", err)
-	}
+	c.Writer.Write(b)
 	return nil
 }

@@ -18,6 +18,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	ln = httpapi.TLSListener(ln, s.tls)
 	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
 		s.log.Warn("the proxy listens beyond loopback: anyone who can reach this address can use it", "addr", a.String())
 	}
@@ -25,8 +26,8 @@ func Run(ctx context.Context, cfg Config) error {
 	return s.Serve(ctx, ln)
 }
 
-// Serve answers players on ln until ctx ends. The caller closes the
-// Server afterwards.
+// Serve answers players on ln until ctx ends, over HTTPS if the Config
+// names a certificate. The caller closes the Server afterwards.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	return httpapi.Serve(ctx, ln, s.Handler())
+	return httpapi.Serve(ctx, httpapi.TLSListener(ln, s.tls), s.Handler())
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -41,6 +42,8 @@ type Server struct {
 	manifests *manifests
 	metrics   *metrics.Proxy
 	health    httpapi.Health
+	// tls is what Serve speaks to players; nil: plain HTTP.
+	tls *tls.Config
 
 	// ctx is the owner of every background goroutine; Close cancels it and
 	// waits for wg.
@@ -72,8 +75,13 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	tc, err := httpapi.ServerTLS(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
+		tls: tc,
 		cfg: cfg, log: cfg.Logger.With("component", "proxy"),
 		tracker: &trackerClient{base: cfg.TrackerURL, client: cfg.HTTPClient},
 		// An origin silent mid-body for a third of the stall timeout is

@@ -3,10 +3,8 @@ package proxy
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -16,6 +14,7 @@ import (
 	"time"
 
 	"github.com/p2sp/p2sp/internal/fileinfo"
+	"github.com/p2sp/p2sp/internal/httpclient"
 )
 
 // errUntrusted wraps every refusal of a tracker's file info: it does not
@@ -33,6 +32,10 @@ const (
 	keysPinned     = "pinned"
 	keysNone       = "none yet"
 )
+
+// maxKeyAnswer bounds the origin's key answer, a key of 44 characters in
+// a small JSON object.
+const maxKeyAnswer = 4 << 10
 
 // keyRetry is how long a failed fetch of the origin's key is left alone.
 const keyRetry = 5 * time.Second
@@ -140,7 +143,7 @@ func (t *trust) fetch(ctx context.Context) (ed25519.PublicKey, error) {
 	var a struct {
 		Ed25519 string `json:"ed25519"`
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<10)).Decode(&a); err != nil {
+	if err := httpclient.DecodeJSON(resp, maxKeyAnswer, &a); err != nil {
 		return nil, fmt.Errorf("fetch origin key: %w", err)
 	}
 	return fileinfo.ParseKey(a.Ed25519)

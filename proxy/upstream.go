@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/p2sp/p2sp/internal/fileinfo"
+	"github.com/p2sp/p2sp/internal/httpclient"
 )
 
 // errUnknownFile is the tracker's 404: the file is not registered (yet).
@@ -31,7 +32,6 @@ const lookupTimeout = 3 * time.Second
 
 // maxInfoAnswer bounds a file-info answer: the tracker accepts
 // registrations of up to 8 MiB, and the peers it adds are a few KiB.
-// (encoding/json bounds the nesting itself.)
 const maxInfoAnswer = 9 << 20
 
 // fileInfo fetches and validates a file's info, with its current peers,
@@ -56,8 +56,8 @@ func (tc *trackerClient) fileInfo(ctx context.Context, path string) (*fileinfo.I
 		return nil, fmt.Errorf("tracker lookup %s: tracker answered %s", path, resp.Status)
 	}
 	var fi fileinfo.Info
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxInfoAnswer)).Decode(&fi); err != nil {
-		return nil, fmt.Errorf("tracker lookup %s: %w: decode: %w", path, errUntrusted, err)
+	if err := httpclient.DecodeJSON(resp, maxInfoAnswer, &fi); err != nil {
+		return nil, fmt.Errorf("tracker lookup %s: %w: %w", path, errUntrusted, err)
 	}
 	if err := fi.Validate(); err != nil {
 		return nil, fmt.Errorf("tracker lookup %s: %w: %w", path, errUntrusted, err)

@@ -36,6 +36,9 @@ type Config struct {
 	// e.g. "http://tracker.example:7070"; "" derives it from each request's
 	// Host header.
 	PublicURL string
+	// TLSCert and TLSKey are the PEM files of the certificate (chain) and
+	// key the tracker serves HTTPS with; both "" is plain HTTP.
+	TLSCert, TLSKey string
 	// AnnounceInterval is the interval announce answers ask clients to
 	// keep; default 30s.
 	AnnounceInterval time.Duration

@@ -25,9 +25,11 @@ func Run(ctx context.Context, cfg Config) error {
 	return errors.Join(s.Serve(ctx, ln), s.Close())
 }
 
-// Serve serves the tracker's API on ln until ctx ends. It does not close
-// the Server: the caller does, after Serve returns.
+// Serve serves the tracker's API on ln until ctx ends, over HTTPS if the
+// Config names a certificate. It does not close the Server: the caller
+// does, after Serve returns.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	ln = httpapi.TLSListener(ln, s.tls)
 	s.log.Info("tracker listening", "addr", ln.Addr().String())
 	return s.cfg.Timeouts.Serve(ctx, ln, s.Handler())
 }

@@ -4,10 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -45,6 +45,8 @@ type Server struct {
 
 	health  httpapi.Health
 	handler http.Handler
+	// tls is what Serve speaks on its listener; nil: plain HTTP.
+	tls *tls.Config
 
 	stop      context.CancelFunc
 	done      chan struct{}
@@ -60,6 +62,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	tc, err := httpapi.ServerTLS(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("tracker: %w", err)
+	}
 	store, err := openStore(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("tracker: %w", err)
@@ -74,6 +80,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		reportLimits: httpapi.NewIPLimiter(reportRate, reportBurst, maxLimitedAddr),
 		authGuard:    httpapi.NewAuthGuard(),
 		done:         make(chan struct{}),
+		tls:          tc,
 	}
 	st, err := s.sweep(ctx)
 	if err != nil {
@@ -184,12 +191,9 @@ func (s *Server) requireToken(c *gin.Context) error {
 
 // readJSON decodes a JSON body of at most limit bytes into v.
 func readJSON(c *gin.Context, limit int64, v any) error {
-	b, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
+	b, err := httpapi.ReadBody(c, limit)
 	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return httpapi.Errorf(http.StatusRequestEntityTooLarge, "body larger than %d bytes", limit)
-		}
-		return httpapi.Errorf(http.StatusBadRequest, "read body: %w", err)
+		return err
 	}
 	if err := json.Unmarshal(b, v); err != nil {
 		return httpapi.Errorf(http.StatusBadRequest, "decode body: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -111,5 +112,15 @@ func Listen(ctx context.Context, addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// URL is the http:// base URL of a listener.
-func URL(ln net.Listener) string { return "http://" + ln.Addr().String() }
+// ReadBody reads a request's body of at most limit bytes: a longer one is
+// a 413 and a failed read a 400, as Errors.
+func ReadBody(c *gin.Context, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, Errorf(http.StatusRequestEntityTooLarge, "body larger than %d bytes", limit)
+		}
+		return nil, Errorf(http.StatusBadRequest, "read body: %w", err)
+	}
+	return b, nil
+}

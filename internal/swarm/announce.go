@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -13,6 +11,7 @@ import (
 	"time"
 
 	"github.com/p2sp/p2sp/internal/fileinfo"
+	"github.com/p2sp/p2sp/internal/httpclient"
 )
 
 // Announce events, as sent in the event parameter.
@@ -204,31 +203,17 @@ func announce(ctx context.Context, hc *http.Client, base string, r *announceRequ
 	if resp.StatusCode != http.StatusOK {
 		return announceAnswer{}, fmt.Errorf("tracker answered %s", resp.Status)
 	}
-	if resp.ContentLength > maxAnswerBytes {
-		return announceAnswer{}, fmt.Errorf("answer of %d bytes, more than %d", resp.ContentLength, maxAnswerBytes)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes+1))
+	body, err := httpclient.ReadAll(resp, maxAnswerBytes)
 	if err != nil {
-		return announceAnswer{}, fmt.Errorf("read answer: %w", err)
-	}
-	if len(body) > maxAnswerBytes {
-		return announceAnswer{}, fmt.Errorf("answer longer than %d bytes", maxAnswerBytes)
+		return announceAnswer{}, err
 	}
 	return parseAnnounceAnswer(body)
 }
 
 // newHTTPClient is the swarm's one client for announces when the caller
-// gives none: certificates verified (the default TLS configuration),
+// gives none: certificates verified against the system's roots,
 // connections kept alive across announces, every phase bounded in time.
 func newHTTPClient() *http.Client {
-	return &http.Client{
-		Timeout: 30 * time.Second,
-		Transport: &http.Transport{
-			DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-			TLSHandshakeTimeout:   5 * time.Second,
-			ResponseHeaderTimeout: 10 * time.Second,
-			MaxIdleConnsPerHost:   4,
-			IdleConnTimeout:       90 * time.Second,
-		},
-	}
+	tc, _ := httpclient.TLSConfig("") // no file to fail on
+	return &http.Client{Timeout: 30 * time.Second, Transport: httpclient.NewTransport(tc)}
 }
