@@ -61,7 +61,18 @@ type Config struct {
 	ScanInterval time.Duration
 	// Timeouts are the tracker's and the origin's (zero: their defaults).
 	Timeouts httpapi.Timeouts
-	Logger   *slog.Logger
+	// TLS, if set, has the tracker, the origin and the proxies' players'
+	// listeners speak HTTPS, and every client verify them.
+	TLS    *TLS
+	Logger *slog.Logger
+}
+
+// TLS is the demo's HTTPS: one certificate for every service (naming the
+// address they listen on, 127.0.0.1) and the CA that issued it.
+type TLS struct {
+	CertFile, KeyFile string
+	// CAFile is the CA's certificate (PEM) every client verifies with.
+	CAFile string
 }
 
 // Cluster is a running system.
@@ -82,6 +93,7 @@ type Cluster struct {
 	Tracker   *Service
 	Origin    *Service
 	Proxies   []*Service
+	tls       *TLS
 	tempDir   bool
 }
 
@@ -96,6 +108,7 @@ type Service struct {
 	Proxy *proxy.Server
 
 	addr  string
+	https bool
 	start func(ctx context.Context, s *Service, ln net.Listener) (stop func() error, err error)
 	mu    sync.Mutex
 	stop  func() error
@@ -103,7 +116,7 @@ type Service struct {
 
 // Start runs a tracker, an origin and cfg.Proxies proxies.
 func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
-	c := &Cluster{Dir: cfg.Dir, Media: cfg.Media}
+	c := &Cluster{Dir: cfg.Dir, Media: cfg.Media, tls: cfg.TLS}
 	if c.Dir == "" {
 		if c.Dir, err = os.MkdirTemp("", "p2sp-demo-"); err != nil {
 			return nil, fmt.Errorf("demo dir: %w", err)
@@ -146,11 +159,12 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		log = slog.Default()
 	}
 
-	c.Tracker = &Service{Name: "tracker", start: func(ctx context.Context, s *Service, ln net.Listener) (func() error, error) {
+	tlsFiles := c.tlsFiles()
+	c.Tracker = &Service{Name: "tracker", https: c.tls != nil, start: func(ctx context.Context, s *Service, ln net.Listener) (func() error, error) {
 		tr, err := tracker.New(ctx, tracker.Config{
-			DataDir: filepath.Join(c.Dir, "tracker"), Token: c.Token, PublicURL: httpapi.URL(ln),
+			DataDir: filepath.Join(c.Dir, "tracker"), Token: c.Token, PublicURL: s.URL,
 			AnnounceInterval: cfg.AnnounceInterval, Registry: s.Registry, Logger: log.With("component", "tracker"),
-			Timeouts: cfg.Timeouts,
+			Timeouts: cfg.Timeouts, TLSCert: tlsFiles.CertFile, TLSKey: tlsFiles.KeyFile,
 		})
 		if err != nil {
 			return nil, err
@@ -160,11 +174,12 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if err := c.Tracker.Start(ctx); err != nil {
 		return nil, err
 	}
-	c.Origin = &Service{Name: "origin", start: func(ctx context.Context, s *Service, ln net.Listener) (func() error, error) {
+	c.Origin = &Service{Name: "origin", https: c.tls != nil, start: func(ctx context.Context, s *Service, ln net.Listener) (func() error, error) {
 		o, err := origin.New(origin.Config{
-			Media: c.Media, S3: cfg.S3, DataDir: c.OriginData, TrackerURL: c.Tracker.URL, PublicURL: httpapi.URL(ln), Token: c.Token,
+			Media: c.Media, S3: cfg.S3, DataDir: c.OriginData, TrackerURL: c.Tracker.URL, PublicURL: s.URL, Token: c.Token,
 			RateLimit: cfg.RateLimit, ScanInterval: cfg.ScanInterval, Registry: s.Registry,
 			Logger: log.With("component", "origin"), Timeouts: cfg.Timeouts,
+			TLSCert: tlsFiles.CertFile, TLSKey: tlsFiles.KeyFile, CAFile: tlsFiles.CAFile,
 		})
 		if err != nil {
 			return nil, err
@@ -187,11 +202,13 @@ func (c *Cluster) AddProxy(ctx context.Context, cacheSize int64, log *slog.Logge
 	name := "proxy" + strconv.Itoa(len(c.Proxies)+1)
 	cacheDir := filepath.Join(c.Dir, name)
 	btAddr := "127.0.0.1:0"
-	s := &Service{Name: name, start: func(ctx context.Context, s *Service, ln net.Listener) (func() error, error) {
+	tlsFiles := c.tlsFiles()
+	s := &Service{Name: name, https: c.tls != nil, start: func(ctx context.Context, s *Service, ln net.Listener) (func() error, error) {
 		p, err := proxy.New(proxy.Config{
 			TrackerURL: c.Tracker.URL, OriginURL: c.Origin.URL, OriginKeys: []ed25519.PublicKey{c.OriginKey},
 			CacheDir: cacheDir, CacheSize: cacheSize,
 			BTListen: btAddr, User: c.User, UserToken: c.UserToken, Registry: s.Registry, Logger: log,
+			TLSCert: tlsFiles.CertFile, TLSKey: tlsFiles.KeyFile, CAFile: tlsFiles.CAFile,
 		})
 		if err != nil {
 			return nil, err
@@ -206,6 +223,14 @@ func (c *Cluster) AddProxy(ctx context.Context, cacheSize int64, log *slog.Logge
 	}
 	c.Proxies = append(c.Proxies, s)
 	return s, nil
+}
+
+// tlsFiles is the cluster's TLS, the zero value (plain HTTP) without.
+func (c *Cluster) tlsFiles() TLS {
+	if c.tls == nil {
+		return TLS{}
+	}
+	return *c.tls
 }
 
 // serve runs a component's Serve in a goroutine; the returned stop ends it
@@ -236,6 +261,10 @@ func (s *Service) Start(ctx context.Context) error {
 		return fmt.Errorf("start %s: %w", s.Name, err)
 	}
 	s.addr, s.URL = ln.Addr().String(), httpapi.URL(ln)
+	if s.https {
+		// The component's Serve speaks TLS on ln.
+		s.URL = "https://" + s.addr
+	}
 	s.Registry = metrics.NewRegistry()
 	stop, err := s.start(ctx, s, ln)
 	if err != nil {

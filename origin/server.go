@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -63,6 +64,10 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	tc, err := httpapi.ServerTLS(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("origin: %w", err)
+	}
 	log := cfg.Logger.With("role", "origin")
 	var med media
 	var local *localMedia
@@ -87,10 +92,7 @@ func New(cfg Config) (*Server, error) {
 		reportLimit: httpapi.NewIPLimiter(reportRate, reportBurst, maxReportAddrs),
 		reportBook:  newReportBook(reportWindow, wholeFileVoters, maxReportAddrs),
 		authGuard:   httpapi.NewAuthGuard(),
-	}
-	if s.tls, err = httpapi.ServerTLS(cfg.TLSCert, cfg.TLSKey); err != nil {
-		root.Close()
-		return nil, fmt.Errorf("origin: %w", err)
+		tls:         tc,
 	}
 	if cfg.KeyFile != "" {
 		s.key, err = LoadOrCreateKey(cfg.KeyFile)

@@ -74,6 +74,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fs.DurationVar(&cfg.ScanInterval, "scan-interval", 2*time.Second, "how often the media is rescanned (object storage: listed)")
 		fs.StringVar(&cfg.DataDir, "data-dir", "", "directory of the users' credentials and lists, and of the signing key (default: none, lists off)")
 		fs.StringVar(&cfg.KeyFile, "key-file", "", "Ed25519 key (PKCS #8 PEM) file info is signed with, created if missing (default: DATA-DIR/"+origin.KeyFileName+")")
+		tlsFlags(fs, &cfg.TLSCert, &cfg.TLSKey)
+		caFlag(fs, &cfg.CAFile, "the tracker's")
 		start = func() error { cfg.Token = os.Getenv("P2SP_TOKEN"); return origin.Run(ctx, cfg) }
 	case "tracker":
 		var cfg tracker.Config
@@ -82,6 +84,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fs.StringVar(&cfg.Store, "store", "", "redis://HOST:PORT/DB: registry and swarms in Redis, shared by tracker replicas (default: bbolt in --data-dir)")
 		fs.StringVar(&cfg.PublicURL, "public-url", "", "base URL written into .torrent files (default: from the request)")
 		fs.DurationVar(&cfg.AnnounceInterval, "announce-interval", 30*time.Second, "interval told to BitTorrent clients")
+		tlsFlags(fs, &cfg.TLSCert, &cfg.TLSKey)
 		start = func() error { cfg.Token = os.Getenv("P2SP_TOKEN"); return tracker.Run(ctx, cfg) }
 	case "proxy":
 		var cfg proxy.Config
@@ -104,6 +107,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fs.DurationVar(&cfg.StallTimeout, "stall-timeout", 30*time.Second, "how long a player's read waits for a piece no source delivers before the response fails")
 		fs.StringVar(&cfg.User, "user", "", "user whose favourites and recent plays the page keeps on the origin")
 		tokenFile := fs.String("user-token-file", "", "file holding the user's token (default: $P2SP_USER_TOKEN)")
+		tlsFlags(fs, &cfg.TLSCert, &cfg.TLSKey)
+		caFlag(fs, &cfg.CAFile, "the origin's and the tracker's")
 		start = func() error {
 			var err error
 			if cfg.CacheSize, err = proxy.ParseSize(size); err != nil {
@@ -135,6 +140,18 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})))
 	return start()
+}
+
+// tlsFlags adds --tls-cert and --tls-key, a server's HTTPS certificate.
+func tlsFlags(fs *flag.FlagSet, cert, key *string) {
+	fs.StringVar(cert, "tls-cert", "", "certificate (chain) PEM file to serve HTTPS with, with --tls-key (default: plain HTTP)")
+	fs.StringVar(key, "tls-key", "", "private key PEM file of --tls-cert")
+}
+
+// caFlag adds --ca-file, the CA certificates the certificates of whose
+// servers are verified with.
+func caFlag(fs *flag.FlagSet, file *string, whose string) {
+	fs.StringVar(file, "ca-file", "", "CA certificates (PEM) "+whose+" HTTPS certificates are verified with (default: the system's roots)")
 }
 
 // runUser runs "p2sp origin user add NAME --data-dir DIR": it prints the
