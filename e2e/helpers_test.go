@@ -90,9 +90,15 @@ func waitInfo(t *testing.T, c *demo.Cluster, path, sum string) *fileinfo.Info {
 // waitInfoAt is waitInfo on the tracker at trackerURL.
 func waitInfoAt(t *testing.T, trackerURL, path, sum string) *fileinfo.Info {
 	t.Helper()
+	return waitInfoWith(t, http.DefaultClient, trackerURL, path, sum)
+}
+
+// waitInfoWith is waitInfoAt asking with client.
+func waitInfoWith(t *testing.T, client *http.Client, trackerURL, path, sum string) *fileinfo.Info {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(trackerURL + "/v1/files/" + fileinfo.EscapePath(path))
+		resp, err := client.Get(trackerURL + "/v1/files/" + fileinfo.EscapePath(path))
 		if err == nil {
 			var fi fileinfo.Info
 			ok := resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&fi) == nil
@@ -110,6 +116,12 @@ func waitInfoAt(t *testing.T, trackerURL, path, sum string) *fileinfo.Info {
 // get fetches url with an optional Range header.
 func get(t *testing.T, url, rng string) (*http.Response, []byte, error) {
 	t.Helper()
+	return getWith(t, http.DefaultClient, url, rng)
+}
+
+// getWith is get with client.
+func getWith(t *testing.T, client *http.Client, url, rng string) (*http.Response, []byte, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -119,7 +131,7 @@ func get(t *testing.T, url, rng string) (*http.Response, []byte, error) {
 	if rng != "" {
 		req.Header.Set("Range", rng)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -132,7 +144,13 @@ func get(t *testing.T, url, rng string) (*http.Response, []byte, error) {
 // other than want.
 func mustGet(t *testing.T, url, rng string, want int) []byte {
 	t.Helper()
-	resp, body, err := get(t, url, rng)
+	return mustGetWith(t, http.DefaultClient, url, rng, want)
+}
+
+// mustGetWith is mustGet with client.
+func mustGetWith(t *testing.T, client *http.Client, url, rng string, want int) []byte {
+	t.Helper()
+	resp, body, err := getWith(t, client, url, rng)
 	if err != nil {
 		t.Fatalf("GET %s (%s): %v", url, rng, err)
 	}
@@ -182,8 +200,14 @@ func status(t *testing.T, p *demo.Service) proxyStatus {
 // statusAt reads the /v1/status of the proxy at base.
 func statusAt(t *testing.T, base string) proxyStatus {
 	t.Helper()
+	return statusWith(t, http.DefaultClient, base)
+}
+
+// statusWith is statusAt asking with client.
+func statusWith(t *testing.T, client *http.Client, base string) proxyStatus {
+	t.Helper()
 	var st proxyStatus
-	if err := json.Unmarshal(mustGet(t, base+"/v1/status", "", http.StatusOK), &st); err != nil {
+	if err := json.Unmarshal(mustGetWith(t, client, base+"/v1/status", "", http.StatusOK), &st); err != nil {
 		t.Fatal(err)
 	}
 	return st

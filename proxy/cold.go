@@ -106,7 +106,9 @@ func (s *Server) serveCold(c *gin.Context, p string, off, n int64) error {
 		s.log.Warn("origin request failed, waiting for the tracker", "path", p, "err", err)
 		info, lerr := l.wait(ctx)
 		if lerr != nil {
-			return httpapi.Errorf(http.StatusBadGateway, "%w", errors.Join(err, lerr))
+			// On the path's status too: an origin whose certificate does
+			// not verify fails every request, and the status says why.
+			return s.streamError(c, p, errors.Join(err, lerr))
 		}
 		return s.serveInfo(c, info)
 	case err != nil:

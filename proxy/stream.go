@@ -158,7 +158,7 @@ func (s *Server) serveOrigin(c *gin.Context, p string, st *staging) error {
 		return httpapi.Errorf(http.StatusNotFound, "%s: no such file", p)
 	}
 	if err != nil {
-		return httpapi.Errorf(http.StatusBadGateway, "%w", err)
+		return s.streamError(c, p, err)
 	}
 	if manifest.ByType(meta.ContentType) {
 		// A manifest by its type, whatever its name.
