@@ -227,7 +227,7 @@ func TestReportValidation(t *testing.T) {
 		// What Validate refuses is 400; its rules are tested in fileinfo.
 		{"traversal", `{"kind":"unknown_file","path":"../etc/passwd"}`, 400},
 		{"not json", `kind=unknown_file`, 400},
-		{"too large", `{"kind":"unknown_file","path":"a.mp4","detail":"` + strings.Repeat("x", 20<<10) + `"}`, 400},
+		{"too large", `{"kind":"unknown_file","path":"a.mp4","detail":"` + strings.Repeat("x", 20<<10) + `"}`, 413},
 		{"hidden", `{"kind":"unknown_file","path":".a.mp4"}`, 404},
 		{"missing", `{"kind":"unknown_file","path":"b.mp4"}`, 404},
 		{"ok", `{"kind":"hash_mismatch","path":"a.mp4"}`, 202},

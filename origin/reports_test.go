@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -118,4 +120,46 @@ func TestReportCosts(t *testing.T) {
 		last, _ := ft.last(p)
 		return last.SHA256 != fi.SHA256
 	})
+}
+
+// TestBodiesBounded: a report or a list call with a body over its bound,
+// with a Content-Length or chunked, is a 413 that names the bound; the
+// origin reads no more of it.
+func TestBodiesBounded(t *testing.T) {
+	f := newUserFixture(t)
+	o := f.start(t)
+	for _, tc := range []struct {
+		name, url, token string
+		limit            int
+	}{
+		{"report", o.url + "/v1/reports", "", fileinfo.MaxReportBody},
+		{"favourite", o.url + "/v1/users/alice/favorites", f.alice, maxListBody},
+	} {
+		body := `{"path":"a.mp4","detail":"` + strings.Repeat("x", tc.limit) + `"}`
+		for _, chunked := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/chunked=%v", tc.name, chunked), func(t *testing.T) {
+				var r io.Reader = strings.NewReader(body)
+				if chunked {
+					r = io.MultiReader(r) // hides the length
+				}
+				req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, tc.url, r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Header.Set("Content-Type", "application/json")
+				if tc.token != "" {
+					req.Header.Set("Authorization", "Bearer "+tc.token)
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				msg, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if want := fmt.Sprintf("larger than %d bytes", tc.limit); resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(msg), want) {
+					t.Errorf("%s %q, want 413 saying %q", resp.Status, msg, want)
+				}
+			})
+		}
+	}
 }

@@ -87,5 +87,6 @@ func ParseKey(s string) (ed25519.PublicKey, error) {
 			return ed25519.PublicKey(b), nil
 		}
 	}
-	return nil, fmt.Errorf("origin key %q is not a %d-byte Ed25519 public key in base64 or hex", s, ed25519.PublicKeySize)
+	// At most 64 characters of it: it may be a stranger's answer.
+	return nil, fmt.Errorf("origin key %.64q is not a %d-byte Ed25519 public key in base64 or hex", s, ed25519.PublicKeySize)
 }
