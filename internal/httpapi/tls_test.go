@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"crypto/tls"
 	"net"
+	"os"
 	"strings"
 	"testing"
 
@@ -49,5 +51,72 @@ func TestServerTLS(t *testing.T) {
 				t.Errorf("URL %s, want %s", u, want+ln.Addr().String())
 			}
 		})
+	}
+}
+
+// TestServerTLSReloads: a renewed certificate, written over the files, is
+// served from the next handshake on, without a restart; files that then
+// do not load leave the renewed one in use.
+func TestServerTLSReloads(t *testing.T) {
+	ca := testtool.NewCA(t)
+	certFile, keyFile := ca.Issue(t, "127.0.0.1")
+	tc, err := ServerTLS(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl := TLSListener(ln, tc)
+	defer tl.Close()
+	go func() {
+		for {
+			c, err := tl.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				c.(*tls.Conn).Handshake()
+				c.Close()
+			}()
+		}
+	}()
+	serial := func() string {
+		t.Helper()
+		c, err := tls.Dial("tcp", ln.Addr().String(), ca.ClientTLS())
+		if err != nil {
+			t.Fatalf("handshake: %v", err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	first := serial()
+	if again := serial(); again != first {
+		t.Fatalf("unchanged files: serial %s, then %s", first, again)
+	}
+	renewedCert, renewedKey := ca.Issue(t, "127.0.0.1")
+	copyFile(t, renewedCert, certFile)
+	copyFile(t, renewedKey, keyFile)
+	renewed := serial()
+	if renewed == first {
+		t.Fatal("the renewed certificate is not served")
+	}
+	if err := os.WriteFile(certFile, []byte("half-written"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s := serial(); s != renewed {
+		t.Fatalf("after a bad write: serial %s, want the renewed %s", s, renewed)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

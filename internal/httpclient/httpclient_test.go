@@ -4,8 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,10 +27,18 @@ func TestVerifies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
-	srv.TLS = tc
-	srv.StartTLS()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl := httpapi.TLSListener(ln, tc)
+	srv := &http.Server{
+		Handler:  http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }),
+		ErrorLog: log.New(io.Discard, "", 0), // the refused handshakes
+	}
+	go srv.Serve(tl)
 	defer srv.Close()
+	url := httpapi.URL(tl)
 
 	for _, c := range []struct {
 		name, caFile, err string
@@ -45,7 +54,7 @@ func TestVerifies(t *testing.T) {
 			}
 			client := &http.Client{Transport: NewTransport(conf)}
 			defer client.CloseIdleConnections()
-			resp, err := client.Get(srv.URL)
+			resp, err := client.Get(url)
 			if c.err == "" {
 				if err != nil {
 					t.Fatalf("GET: %v", err)
