@@ -30,6 +30,6 @@ func Run(ctx context.Context, cfg Config) error {
 // does, after Serve returns.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	ln = httpapi.TLSListener(ln, s.tls)
-	s.log.Info("tracker listening", "url", httpapi.URL(ln))
+	s.log.Info("tracker listening", "addr", ln.Addr().String(), "url", httpapi.URL(ln))
 	return s.cfg.Timeouts.Serve(ctx, ln, s.Handler())
 }
