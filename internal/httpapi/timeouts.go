@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -64,6 +65,10 @@ func (t Timeouts) Serve(ctx context.Context, ln net.Listener, h http.Handler) er
 		IdleTimeout:       t.Idle,
 		MaxHeaderBytes:    64 << 10,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
+		// What net/http logs itself is about clients, mostly failed TLS
+		// handshakes (scanners, clients that do not trust the
+		// certificate): structured, and below the default level.
+		ErrorLog: slog.NewLogLogger(slog.Default().Handler(), slog.LevelDebug),
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
