@@ -1,0 +1,239 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/p2sp/p2sp/internal/failover"
+)
+
+// Pool is several origins that serve the same media. It has Origin's
+// methods; each request goes to a healthy origin (successive requests to
+// successive ones), and to the next when one does not answer. A Range (or
+// Get) body whose origin fails mid-body goes on from another origin at the
+// byte where it broke, asking for the same version by its content ETag, so
+// the reader sees one unbroken body: another version is refused
+// (ErrChanged), never spliced in.
+type Pool struct {
+	origins []*Origin
+	health  *failover.Set
+	log     *slog.Logger
+}
+
+// NewPool returns a pool of origins, tried in the order given while all
+// are healthy; log (nil: slog.Default()) tells of each origin given up on.
+func NewPool(origins []*Origin, b failover.Backoff, log *slog.Logger) *Pool {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Pool{origins: origins, health: failover.New(len(origins), true, b), log: log}
+}
+
+// Bases are the origins' base URLs, in the order given.
+func (p *Pool) Bases() []string {
+	out := make([]string, len(p.origins))
+	for i, o := range p.origins {
+		out[i] = o.Base
+	}
+	return out
+}
+
+// Down reports, for each origin in Bases' order, whether it is passed over
+// after a failure.
+func (p *Pool) Down() []bool { return p.health.Down(time.Now()) }
+
+// outcome is what an origin's answer says about where to go next.
+type outcome int
+
+const (
+	answered  outcome = iota // a usable answer: done
+	elsewhere                // this origin lacks the file or that version; another may have it
+	final                    // the answer would be the same anywhere, or the caller gave up
+	down                     // the origin did not answer: pass it over for a while, try another
+)
+
+// outcomeOf classifies err, from an origin of a request whose context is
+// ctx.
+func outcomeOf(ctx context.Context, err error) outcome {
+	switch {
+	case err == nil:
+		return answered
+	case ctx.Err() != nil:
+		return final
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrChanged):
+		return elsewhere
+	case errors.Is(err, ErrNotModified), errors.Is(err, ErrTooLarge):
+		return final
+	default: // refused, reset, stalled, cut short, 5xx
+		return down
+	}
+}
+
+// portable reports whether etag names the content itself, the same on
+// every origin that holds those bytes: only then can a body go on from
+// another origin. An origin's other ETags (from file metadata, before its
+// hash is known) differ between origins even for identical copies.
+func portable(etag string) bool { return strings.HasPrefix(etag, `"sha256-`) }
+
+// each calls try with the origins in the order the pool's health says,
+// skipping and then marking those in tried, until one answers. A request
+// that found the file missing or changed on one origin and no answer on
+// another returns the missing or changed, which says more.
+func (p *Pool) each(ctx context.Context, tried []bool, try func(i int, o *Origin) error) error {
+	var last, told error
+	for _, i := range p.health.Order(time.Now()) {
+		if tried[i] {
+			continue
+		}
+		tried[i] = true
+		err := try(i, p.origins[i])
+		switch outcomeOf(ctx, err) {
+		case answered:
+			p.health.OK(i)
+			return nil
+		case final:
+			return err
+		case elsewhere:
+			p.health.OK(i)
+			told = err
+		case down:
+			p.health.Failed(i, time.Now())
+			p.log.Warn("origin failed, trying another", "origin", p.origins[i].Base, "err", err)
+			last = err
+		}
+	}
+	switch {
+	case told != nil:
+		return told
+	case last != nil:
+		return last
+	}
+	return errors.New("no origin left to try")
+}
+
+// Head is Origin.Head on the first origin that answers.
+func (p *Pool) Head(ctx context.Context, path string) (Meta, error) {
+	var m Meta
+	err := p.each(ctx, make([]bool, len(p.origins)), func(_ int, o *Origin) (err error) {
+		m, err = o.Head(ctx, path)
+		return err
+	})
+	return m, err
+}
+
+// Whole is Origin.Whole on the first origin that answers.
+func (p *Pool) Whole(ctx context.Context, path, etag string, limit int64) (Meta, []byte, error) {
+	var (
+		m    Meta
+		body []byte
+	)
+	err := p.each(ctx, make([]bool, len(p.origins)), func(_ int, o *Origin) (err error) {
+		m, body, err = o.Whole(ctx, path, etag, limit)
+		return err
+	})
+	return m, body, err
+}
+
+// Range is Origin.Range on the first origin that answers, going on from
+// the others if it fails mid-body and etag is a content ETag.
+func (p *Pool) Range(ctx context.Context, path string, off, n, size int64, etag string) (io.ReadCloser, error) {
+	b := &poolBody{p: p, ctx: ctx, path: path, off: off, left: n, size: size, etag: etag, tried: make([]bool, len(p.origins))}
+	if err := b.open(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Get is Origin.Get on the first origin that answers, going on from the
+// others if it fails mid-body and the version it answered has a content
+// ETag.
+func (p *Pool) Get(ctx context.Context, path string, off, n int64) (Meta, io.ReadCloser, error) {
+	var (
+		m    Meta
+		body io.ReadCloser
+		at   int
+	)
+	tried := make([]bool, len(p.origins))
+	err := p.each(ctx, tried, func(i int, o *Origin) (err error) {
+		m, body, err = o.Get(ctx, path, off, n)
+		at = i
+		return err
+	})
+	if err != nil || body == nil {
+		return m, body, err
+	}
+	return m, &poolBody{p: p, ctx: ctx, path: path, off: off, left: min(n, m.Size-off), size: m.Size, etag: m.ETag,
+		tried: tried, cur: body, at: at}, nil
+}
+
+// poolBody is a range body that moves to another origin when its origin
+// fails: bytes [off, off+left) of version etag are still to come.
+type poolBody struct {
+	p         *Pool
+	ctx       context.Context
+	path      string
+	off, left int64
+	size      int64
+	etag      string
+	tried     []bool
+	cur       io.ReadCloser // nil after a failure, until the next Read
+	at        int           // cur's origin
+	broke     error         // the failure that closed the last cur
+	closed    bool
+}
+
+func (b *poolBody) open() error {
+	err := b.p.each(b.ctx, b.tried, func(i int, o *Origin) error {
+		rc, err := o.Range(b.ctx, b.path, b.off, b.left, b.size, b.etag)
+		if err == nil {
+			b.cur, b.at = rc, i
+		}
+		return err
+	})
+	if err != nil && b.broke != nil {
+		return fmt.Errorf("%w; going on from another origin: %w", b.broke, err)
+	}
+	return err
+}
+
+func (b *poolBody) Read(buf []byte) (int, error) {
+	if b.closed {
+		return 0, errors.New("read of a closed origin body")
+	}
+	if b.cur == nil {
+		if err := b.open(); err != nil {
+			return 0, err
+		}
+		b.p.log.Info("origin body goes on from another origin", "path", b.path, "origin", b.p.origins[b.at].Base, "at", b.off)
+	}
+	n, err := b.cur.Read(buf)
+	b.off += int64(n)
+	b.left -= int64(n)
+	if err == nil || err == io.EOF || outcomeOf(b.ctx, err) != down {
+		return n, err
+	}
+	b.p.health.Failed(b.at, time.Now())
+	b.p.log.Warn("origin failed mid-body", "origin", b.p.origins[b.at].Base, "path", b.path, "at", b.off, "err", err)
+	if !portable(b.etag) {
+		return n, err
+	}
+	b.cur.Close()
+	b.cur, b.broke = nil, err
+	if n > 0 {
+		return n, nil // the next Read goes on elsewhere
+	}
+	return b.Read(buf)
+}
+
+func (b *poolBody) Close() error {
+	b.closed = true
+	if b.cur == nil {
+		return nil
+	}
+	return b.cur.Close()
+}

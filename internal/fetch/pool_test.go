@@ -1,0 +1,178 @@
+package fetch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/p2sp/p2sp/internal/failover"
+)
+
+func TestOutcomeOf(t *testing.T) {
+	live := context.Background()
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, tc := range []struct {
+		ctx  context.Context
+		err  error
+		want outcome
+	}{
+		{live, nil, answered},
+		{live, fmt.Errorf("get: %w", ErrNotFound), elsewhere},
+		{live, fmt.Errorf("get: %w", ErrChanged), elsewhere},
+		{live, fmt.Errorf("get: %w", ErrNotModified), final},
+		{live, fmt.Errorf("get: %w", ErrTooLarge), final},
+		{live, fmt.Errorf("read: %w", ErrStalled), down},
+		{live, io.ErrUnexpectedEOF, down},
+		{live, errors.New("dial tcp: connection refused"), down},
+		{live, errors.New("origin answered 503 Service Unavailable"), down},
+		{gone, fmt.Errorf("read: %w", ErrStalled), final},
+		{gone, context.Canceled, final},
+	} {
+		if got := outcomeOf(tc.ctx, tc.err); got != tc.want {
+			t.Errorf("outcomeOf(ctx err %v, %v) = %d, want %d", tc.ctx.Err(), tc.err, got, tc.want)
+		}
+	}
+}
+
+// TestPoolFailover: a range body whose origin breaks mid-body goes on from
+// the other origin with the same bytes, if and only if the version is named
+// by its content and the other origin holds that version.
+func TestPoolFailover(t *testing.T) {
+	data := make([]byte, 200000)
+	for i := range data {
+		data[i] = byte(i * 13)
+	}
+	size := int64(len(data))
+	const (
+		content = `"sha256-00ff"`
+		other   = `"sha256-ff00"`
+	)
+	// breakAfter serves the range's first k bytes, then cuts the
+	// connection.
+	breakAfter := func(k int) func(w http.ResponseWriter, r *http.Request) {
+		return func(w http.ResponseWriter, r *http.Request) {
+			sendPart(w, r, data, k)
+			panic(http.ErrAbortHandler)
+		}
+	}
+	stall := func(w http.ResponseWriter, r *http.Request) {
+		sendPart(w, r, data, 5000)
+		<-r.Context().Done()
+	}
+	for _, tc := range []struct {
+		name        string
+		etag        string // of the version asked for, and the first origin's
+		secondETag  string // "": etag
+		first       func(w http.ResponseWriter, r *http.Request)
+		firstClosed bool // the first origin refuses connections
+		off, n      int64
+		wantErr     error // nil: data[off:off+n]
+		wantDown    []bool
+	}{
+		{name: "cut mid-body", etag: content, first: breakAfter(70000), off: 0, n: size, wantDown: []bool{true, false}},
+		{name: "cut mid-body, from an offset", etag: content, first: breakAfter(1), off: 12345, n: 100000, wantDown: []bool{true, false}},
+		{name: "stalled mid-body", etag: content, first: stall, off: 0, n: size, wantDown: []bool{true, false}},
+		{name: "refused", etag: content, firstClosed: true, off: 100, n: 1000, wantDown: []bool{true, false}},
+		{name: "other version on the second", etag: content, secondETag: other, first: breakAfter(70000), off: 0, n: size,
+			wantErr: ErrChanged, wantDown: []bool{true, false}},
+		{name: "metadata etag: not portable", etag: `"1a2b-5f"`, first: breakAfter(70000), off: 0, n: size,
+			wantErr: io.ErrUnexpectedEOF, wantDown: []bool{true, false}},
+		{name: "healthy first", etag: content, off: 0, n: size, wantDown: []bool{false, false}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := origin(t, data, tc.etag, tc.first)
+			a.IdleTimeout = 200 * time.Millisecond
+			if tc.firstClosed {
+				a.Client.Transport.(*http.Transport).CloseIdleConnections()
+				a.Base = "http://" + closedAddr(t)
+			}
+			second := tc.etag
+			if tc.secondETag != "" {
+				second = tc.secondETag
+			}
+			b := origin(t, data, second, nil)
+			p := NewPool([]*Origin{a, b}, failover.Backoff{Base: time.Minute, Max: time.Minute}, nil)
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			var got []byte
+			body, err := p.Range(ctx, "f.bin", tc.off, tc.n, size, tc.etag)
+			if err == nil {
+				got, err = io.ReadAll(body)
+				body.Close()
+			}
+			if tc.wantErr == nil {
+				if err != nil || !bytes.Equal(got, data[tc.off:tc.off+tc.n]) {
+					t.Fatalf("%d bytes, %v: want bytes %d-%d", len(got), err, tc.off, tc.off+tc.n-1)
+				}
+			} else {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("%v, want %v", err, tc.wantErr)
+				}
+				if !bytes.Equal(got, data[tc.off:tc.off+int64(len(got))]) {
+					t.Fatalf("the %d bytes before the error are not the file's", len(got))
+				}
+			}
+			if down := p.Down(); !slices.Equal(down, tc.wantDown) {
+				t.Errorf("down = %v, want %v", down, tc.wantDown)
+			}
+		})
+	}
+}
+
+// TestPoolGet: a cold Get goes on from the other origin too, with the
+// version the first one answered.
+func TestPoolGet(t *testing.T) {
+	data := bytes.Repeat([]byte("0123456789"), 10000)
+	size := int64(len(data))
+	const content = `"sha256-abcd"`
+	a := origin(t, data, content, func(w http.ResponseWriter, r *http.Request) {
+		sendPart(w, r, data, 3000)
+		panic(http.ErrAbortHandler)
+	})
+	b := origin(t, data, content, nil)
+	p := NewPool([]*Origin{a, b}, failover.Backoff{}, nil)
+	m, body, err := p.Get(t.Context(), "f.bin", 0, 50000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer body.Close()
+	got, err := io.ReadAll(body)
+	if err != nil || !bytes.Equal(got, data[:50000]) || m.Size != size || m.ETag != content {
+		t.Fatalf("%d bytes, %v, meta %+v: want the first 50000 bytes of %d, %s", len(got), err, m, size, content)
+	}
+	// The next request starts on the healthy origin.
+	if _, err := p.Head(t.Context(), "f.bin"); err != nil || !slices.Equal(p.Down(), []bool{true, false}) {
+		t.Fatalf("head: %v, down %v", err, p.Down())
+	}
+}
+
+// sendPart sends a 206 for the request's range of data and then only the
+// first k bytes of it.
+func sendPart(w http.ResponseWriter, r *http.Request, data []byte, k int) {
+	var off, last int64
+	fmt.Sscanf(strings.TrimPrefix(r.Header.Get("Range"), "bytes="), "%d-%d", &off, &last)
+	w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", off, last, len(data)))
+	w.Header().Set("Content-Length", fmt.Sprint(last-off+1))
+	w.WriteHeader(http.StatusPartialContent)
+	w.Write(data[off : off+int64(k)])
+	w.(http.Flusher).Flush()
+}
+
+// closedAddr is a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	return ln.Addr().String()
+}
