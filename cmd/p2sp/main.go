@@ -87,14 +87,17 @@ func run(args []string, stdout, stderr io.Writer) error {
 		var cfg proxy.Config
 		var size string
 		fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8090", "players' HTTP listen address (loopback by default)")
-		fs.StringVar(&cfg.TrackerURL, "tracker", "", "tracker base URL (required)")
-		fs.StringVar(&cfg.OriginURL, "origin", "", "origin base URL, the only one media is fetched from (required)")
-		fs.Func("origin-key", "public key (base64 or hex, from the origin's /v1/key) of an origin whose signed file info is trusted; repeatable (default: the --origin's own, fetched once and pinned in the cache dir)", func(v string) error {
-			k, err := fileinfo.ParseKey(v)
-			if err == nil {
+		listVar(fs, &cfg.TrackerURL, "tracker", "tracker base URL (required); several: comma-separated or repeated, each announced to, asked for file info in turn")
+		listVar(fs, &cfg.OriginURL, "origin", "origin base URL, the only ones media is fetched from (required); several: comma-separated or repeated, fetches spread over those that answer")
+		fs.Func("origin-key", "public key (base64 or hex, from the origin's /v1/key) of an origin whose signed file info is trusted; comma-separated or repeatable (default: each --origin's own, fetched once and pinned in the cache dir)", func(list string) error {
+			for v := range strings.SplitSeq(list, ",") {
+				k, err := fileinfo.ParseKey(strings.TrimSpace(v))
+				if err != nil {
+					return err
+				}
 				cfg.OriginKeys = append(cfg.OriginKeys, k)
 			}
-			return err
+			return nil
 		})
 		fs.StringVar(&cfg.CacheDir, "cache-dir", "", "cache directory (required)")
 		fs.StringVar(&size, "cache-size", "1GiB", "cache size, e.g. 500MB, 1GiB")
@@ -139,6 +142,18 @@ func run(args []string, stdout, stderr io.Writer) error {
 
 // runUser runs "p2sp origin user add NAME --data-dir DIR": it prints the
 // new token on stdout, alone, so that a script can capture it.
+// listVar defines a flag whose values, comma-separated or repeated, make
+// one comma-separated list in *p.
+func listVar(fs *flag.FlagSet, p *string, name, usage string) {
+	fs.Func(name, usage, func(v string) error {
+		if *p != "" {
+			v = *p + "," + v
+		}
+		*p = v
+		return nil
+	})
+}
+
 func runUser(args []string, stdout, stderr io.Writer) error {
 	const usage = "usage: p2sp origin user add NAME --data-dir DIR"
 	if len(args) == 0 || args[0] != "add" {
