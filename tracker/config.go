@@ -36,6 +36,10 @@ type Config struct {
 	// e.g. "http://tracker.example:7070"; "" derives it from each request's
 	// Host header.
 	PublicURL string
+	// AnnounceList are the other trackers' base URLs (replicas, or trackers
+	// the origins also register with), written with this one into a
+	// .torrent's announce-list; withDefaults makes them announce URLs.
+	AnnounceList []string
 	// AnnounceInterval is the interval announce answers ask clients to
 	// keep; default 30s.
 	AnnounceInterval time.Duration
@@ -77,6 +81,15 @@ func (c Config) withDefaults() (Config, error) {
 		}
 		c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 	}
+	announce := make([]string, len(c.AnnounceList))
+	for i, b := range c.AnnounceList {
+		u, err := url.Parse(b)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return c, fmt.Errorf("tracker: announce-list entry %q is not an http(s) base URL", b)
+		}
+		announce[i] = strings.TrimRight(b, "/") + "/announce"
+	}
+	c.AnnounceList = announce
 	if c.AnnounceInterval < 0 || c.PeerTTL < 0 {
 		return c, errors.New("tracker: announce interval and peer TTL must not be negative")
 	}
