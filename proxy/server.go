@@ -98,7 +98,13 @@ func New(cfg Config) (*Server, error) {
 		// others), before the waiting player's own stall timeout.
 		origins[i] = &fetch.Origin{Base: base, Client: cfg.HTTPClient, IdleTimeout: cfg.StallTimeout / 3}
 	}
-	s.origin = fetch.NewPool(origins, upstreamBackoff, s.log)
+	s.origin = fetch.NewPool(origins, fetch.PoolOptions{Backoff: upstreamBackoff, Log: s.log, OnFailover: func(midBody bool) {
+		at := metrics.FailoverRequest
+		if midBody {
+			at = metrics.FailoverBody
+		}
+		s.metrics.OriginFailovers.WithLabelValues(at).Inc()
+	}})
 	s.reports = &reporter{
 		targets: slices.Concat(cfg.trackers, cfg.origins), client: cfg.HTTPClient,
 		origins: cfg.origins, user: cfg.User, token: cfg.UserToken,

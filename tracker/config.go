@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,7 +39,7 @@ type Config struct {
 	PublicURL string
 	// AnnounceList are the other trackers' base URLs (replicas, or trackers
 	// the origins also register with), written with this one into a
-	// .torrent's announce-list; withDefaults makes them announce URLs.
+	// .torrent's announce-list.
 	AnnounceList []string
 	// AnnounceInterval is the interval announce answers ask clients to
 	// keep; default 30s.
@@ -81,15 +82,14 @@ func (c Config) withDefaults() (Config, error) {
 		}
 		c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 	}
-	announce := make([]string, len(c.AnnounceList))
+	c.AnnounceList = slices.Clone(c.AnnounceList)
 	for i, b := range c.AnnounceList {
 		u, err := url.Parse(b)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return c, fmt.Errorf("tracker: announce-list entry %q is not an http(s) base URL", b)
 		}
-		announce[i] = strings.TrimRight(b, "/") + "/announce"
+		c.AnnounceList[i] = strings.TrimRight(b, "/")
 	}
-	c.AnnounceList = announce
 	if c.AnnounceInterval < 0 || c.PeerTTL < 0 {
 		return c, errors.New("tracker: announce interval and peer TTL must not be negative")
 	}

@@ -123,7 +123,11 @@ func (s *Server) getTorrent(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	mi, err := fi.MetaInfo(s.announceURL(c.Request), s.cfg.AnnounceList...)
+	others := make([]string, len(s.cfg.AnnounceList))
+	for i, base := range s.cfg.AnnounceList {
+		others[i] = base + "/announce"
+	}
+	mi, err := fi.MetaInfo(s.announceURL(c.Request), others...)
 	if err != nil {
 		return fmt.Errorf("torrent of %s: %w", fi.Path, err)
 	}

@@ -22,16 +22,30 @@ import (
 type Pool struct {
 	origins []*Origin
 	health  *failover.Set
-	log     *slog.Logger
+	opts    PoolOptions
+}
+
+// PoolOptions are a Pool's backoff and observers.
+type PoolOptions struct {
+	// Backoff bounds how long an origin that failed is passed over.
+	Backoff failover.Backoff
+	// Log tells of each origin given up on; nil: slog.Default().
+	Log *slog.Logger
+	// OnFailover, if set, is called each time an origin is given up on
+	// for another: midBody when a body goes on from another origin.
+	OnFailover func(midBody bool)
 }
 
 // NewPool returns a pool of origins, tried in the order given while all
-// are healthy; log (nil: slog.Default()) tells of each origin given up on.
-func NewPool(origins []*Origin, b failover.Backoff, log *slog.Logger) *Pool {
-	if log == nil {
-		log = slog.Default()
+// are healthy.
+func NewPool(origins []*Origin, opts PoolOptions) *Pool {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
 	}
-	return &Pool{origins: origins, health: failover.New(len(origins), true, b), log: log}
+	if opts.OnFailover == nil {
+		opts.OnFailover = func(bool) {}
+	}
+	return &Pool{origins: origins, health: failover.New(len(origins), true, opts.Backoff), opts: opts}
 }
 
 // Bases are the origins' base URLs, in the order given.
@@ -103,7 +117,10 @@ func (p *Pool) each(ctx context.Context, tried []bool, try func(i int, o *Origin
 			told = err
 		case down:
 			p.health.Failed(i, time.Now())
-			p.log.Warn("origin failed, trying another", "origin", p.origins[i].Base, "err", err)
+			p.opts.Log.Warn("origin failed, trying another", "origin", p.origins[i].Base, "err", err)
+			if len(p.origins) > 1 {
+				p.opts.OnFailover(false)
+			}
 			last = err
 		}
 	}
@@ -209,7 +226,8 @@ func (b *poolBody) Read(buf []byte) (int, error) {
 		if err := b.open(); err != nil {
 			return 0, err
 		}
-		b.p.log.Info("origin body goes on from another origin", "path", b.path, "origin", b.p.origins[b.at].Base, "at", b.off)
+		b.p.opts.Log.Info("origin body goes on from another origin", "path", b.path, "origin", b.p.origins[b.at].Base, "at", b.off)
+		b.p.opts.OnFailover(true)
 	}
 	n, err := b.cur.Read(buf)
 	b.off += int64(n)
@@ -218,7 +236,7 @@ func (b *poolBody) Read(buf []byte) (int, error) {
 		return n, err
 	}
 	b.p.health.Failed(b.at, time.Now())
-	b.p.log.Warn("origin failed mid-body", "origin", b.p.origins[b.at].Base, "path", b.path, "at", b.off, "err", err)
+	b.p.opts.Log.Warn("origin failed mid-body", "origin", b.p.origins[b.at].Base, "path", b.path, "at", b.off, "err", err)
 	if !portable(b.etag) {
 		return n, err
 	}

@@ -77,11 +77,12 @@ func TestPoolFailover(t *testing.T) {
 		off, n      int64
 		wantErr     error // nil: data[off:off+n]
 		wantDown    []bool
+		failovers   [2]int // before a response, mid-body
 	}{
-		{name: "cut mid-body", etag: content, first: breakAfter(70000), off: 0, n: size, wantDown: []bool{true, false}},
-		{name: "cut mid-body, from an offset", etag: content, first: breakAfter(1), off: 12345, n: 100000, wantDown: []bool{true, false}},
-		{name: "stalled mid-body", etag: content, first: stall, off: 0, n: size, wantDown: []bool{true, false}},
-		{name: "refused", etag: content, firstClosed: true, off: 100, n: 1000, wantDown: []bool{true, false}},
+		{name: "cut mid-body", etag: content, first: breakAfter(70000), off: 0, n: size, wantDown: []bool{true, false}, failovers: [2]int{0, 1}},
+		{name: "cut mid-body, from an offset", etag: content, first: breakAfter(1), off: 12345, n: 100000, wantDown: []bool{true, false}, failovers: [2]int{0, 1}},
+		{name: "stalled mid-body", etag: content, first: stall, off: 0, n: size, wantDown: []bool{true, false}, failovers: [2]int{0, 1}},
+		{name: "refused", etag: content, firstClosed: true, off: 100, n: 1000, wantDown: []bool{true, false}, failovers: [2]int{1, 0}},
 		{name: "other version on the second", etag: content, secondETag: other, first: breakAfter(70000), off: 0, n: size,
 			wantErr: ErrChanged, wantDown: []bool{true, false}},
 		{name: "metadata etag: not portable", etag: `"1a2b-5f"`, first: breakAfter(70000), off: 0, n: size,
@@ -100,7 +101,14 @@ func TestPoolFailover(t *testing.T) {
 				second = tc.secondETag
 			}
 			b := origin(t, data, second, nil)
-			p := NewPool([]*Origin{a, b}, failover.Backoff{Base: time.Minute, Max: time.Minute}, nil)
+			var failovers [2]int
+			p := NewPool([]*Origin{a, b}, PoolOptions{Backoff: failover.Backoff{Base: time.Minute, Max: time.Minute}, OnFailover: func(midBody bool) {
+				if midBody {
+					failovers[1]++
+				} else {
+					failovers[0]++
+				}
+			}})
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()
 			var got []byte
@@ -124,6 +132,9 @@ func TestPoolFailover(t *testing.T) {
 			if down := p.Down(); !slices.Equal(down, tc.wantDown) {
 				t.Errorf("down = %v, want %v", down, tc.wantDown)
 			}
+			if failovers != tc.failovers {
+				t.Errorf("failovers (before a response, mid-body) = %v, want %v", failovers, tc.failovers)
+			}
 		})
 	}
 }
@@ -139,7 +150,7 @@ func TestPoolGet(t *testing.T) {
 		panic(http.ErrAbortHandler)
 	})
 	b := origin(t, data, content, nil)
-	p := NewPool([]*Origin{a, b}, failover.Backoff{}, nil)
+	p := NewPool([]*Origin{a, b}, PoolOptions{})
 	m, body, err := p.Get(t.Context(), "f.bin", 0, 50000)
 	if err != nil {
 		t.Fatal(err)
