@@ -48,16 +48,7 @@ func TestOriginFailover(t *testing.T) {
 	waitInfoAt(t, tr.URL, path, "")
 
 	// The .torrent names both origins, whichever registered last.
-	resp, err := http.Get(tr.URL + "/v1/torrents/" + fileinfo.EscapePath(path))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mi, err := metainfo.Load(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	seeds := slices.Sorted(slices.Values(mi.UrlList))
+	seeds := slices.Sorted(slices.Values(torrentAt(t, tr.URL, path).UrlList))
 	if want := slices.Sorted(slices.Values([]string{fileinfo.FileURL(oA.URL, path), fileinfo.FileURL(oB.URL, path)})); !slices.Equal(seeds, want) {
 		t.Errorf(".torrent url-list %q, want %q", seeds, want)
 	}
@@ -65,34 +56,22 @@ func TestOriginFailover(t *testing.T) {
 	// No --origin-key: each origin's key is pinned on first use.
 	px := startProxyProc(t, bin, loopbackAddr(t), "--tracker", tr.URL, "--origin", oA.URL+","+oB.URL,
 		"--cache-dir", t.TempDir(), "--bt-listen", "127.0.0.1:0", "--log-level", "warn")
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, px.URL+"/stream/"+fileinfo.EscapePath(path), nil)
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	// The first request goes to the first origin listed, A, which takes
 	// half a second for its 256 KiB: kill A while it sends them, with most
 	// of the file still to come.
-	head := make([]byte, 64<<10)
-	if _, err := io.ReadFull(resp.Body, head); err != nil {
-		t.Fatalf("first 64 KiB: %v", err)
-	}
 	const sent = "p2sp_origin_sent_bytes_total"
-	atKill := fileStatusAt(t, px.URL, path)
-	oA.kill()
-	fetched, sentB := metricAt(t, px.URL, "p2sp_proxy_origin_fetched_bytes_total"), metricAt(t, oB.URL, sent)
-	t.Logf("at the kill: the proxy had fetched %s, %s of it from B; it held %d of %d pieces", mib(fetched), mib(sentB), atKill.PiecesHeld, atKill.PiecesTotal)
-	if atKill.Complete || fetched > size/2 {
-		t.Fatalf("the kill did not land mid-file: the proxy had fetched %v bytes, complete %v", fetched, atKill.Complete)
-	}
-	rest, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("the stream broke when origin A was killed, after %d more bytes: %v", len(rest), err)
-	}
-	if got := append(head, rest...); !bytes.Equal(got, data) {
+	var sentB float64
+	got := readAcross(t, px.URL+"/stream/"+fileinfo.EscapePath(path), 64<<10, func() {
+		atKill := fileStatusAt(t, px.URL, path)
+		oA.kill()
+		fetched := metricAt(t, px.URL, "p2sp_proxy_origin_fetched_bytes_total")
+		sentB = metricAt(t, oB.URL, sent)
+		t.Logf("at the kill: the proxy had fetched %s, %s of it from B; it held %d of %d pieces", mib(fetched), mib(sentB), atKill.PiecesHeld, atKill.PiecesTotal)
+		if atKill.Complete || fetched > size/2 {
+			t.Fatalf("the kill did not land mid-file: the proxy had fetched %v bytes, complete %v", fetched, atKill.Complete)
+		}
+	})
+	if !bytes.Equal(got, data) {
 		t.Fatalf("%d bytes, differing from the file's %d", len(got), len(data))
 	}
 	if after := metricAt(t, oB.URL, sent); after-sentB < size/4 {
@@ -133,18 +112,9 @@ func TestTrackerFailover(t *testing.T) {
 		"--scan-interval", "200ms", "--rate-limit", "2000000", "--log-level", "warn")
 	waitInfoAt(t, trB.URL, path, "")
 
-	resp, err := http.Get(trB.URL + "/v1/torrents/" + fileinfo.EscapePath(path))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mi, err := metainfo.Load(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
 	want := metainfo.AnnounceList{{trB.URL + "/announce", trA.URL + "/announce"}}
-	if !slices.EqualFunc(mi.AnnounceList, want, slices.Equal) {
-		t.Errorf(".torrent announce-list %q, want %q", mi.AnnounceList, want)
+	if got := torrentAt(t, trB.URL, path).AnnounceList; !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf(".torrent announce-list %q, want %q", got, want)
 	}
 
 	trackers := trA.URL + "," + trB.URL
@@ -154,27 +124,13 @@ func TestTrackerFailover(t *testing.T) {
 	}
 	bt1 := freePort(t)
 	p1 := startProxyProc(t, bin, loopbackAddr(t), proxyArgs(bt1)...)
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p1.URL+"/stream/"+fileinfo.EscapePath(path), nil)
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	head := make([]byte, 1<<20)
-	if _, err := io.ReadFull(resp.Body, head); err != nil {
-		t.Fatalf("first proxy, first MiB: %v", err)
-	}
-	trA.kill()
-	if atKill := fileStatusAt(t, p1.URL, path); atKill.Complete {
-		t.Fatal("the first proxy held the whole file before the tracker was killed")
-	}
-	rest, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("first proxy: the stream broke when tracker A was killed: %v", err)
-	}
-	if got := append(head, rest...); !bytes.Equal(got, data) {
+	got := readAcross(t, p1.URL+"/stream/"+fileinfo.EscapePath(path), 1<<20, func() {
+		trA.kill()
+		if fileStatusAt(t, p1.URL, path).Complete {
+			t.Fatal("the first proxy held the whole file before the tracker was killed")
+		}
+	})
+	if !bytes.Equal(got, data) {
 		t.Fatalf("first proxy: %d bytes, differing from the file's %d", len(got), len(data))
 	}
 	waitCompleteAt(t, p1.URL, path)
@@ -191,6 +147,43 @@ func TestTrackerFailover(t *testing.T) {
 	if f.PeerBytes < size/2 {
 		t.Errorf("second proxy took %d of %d bytes from the peer tracker B named; want most", f.PeerBytes, size)
 	}
+}
+
+// torrentAt fetches path's .torrent from the tracker at base.
+func torrentAt(t *testing.T, base, path string) *metainfo.MetaInfo {
+	t.Helper()
+	mi, err := metainfo.Load(bytes.NewReader(mustGet(t, base+"/v1/torrents/"+fileinfo.EscapePath(path), "", http.StatusOK)))
+	if err != nil {
+		t.Fatalf("%s: .torrent of %s: %v", base, path, err)
+	}
+	return mi
+}
+
+// readAcross reads url's body in one response, calling during once its
+// first head bytes have come, and fails the test if the response breaks.
+func readAcross(t *testing.T, url string, head int, during func()) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got := make([]byte, head)
+	if _, err := io.ReadFull(resp.Body, got); err != nil {
+		t.Fatalf("%s: first %d bytes: %v", url, head, err)
+	}
+	during()
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s: the response broke %d bytes after the first %d: %v", url, len(rest), head, err)
+	}
+	return append(got, rest...)
 }
 
 // metricAt sums a metric's samples (every label set) on the /metrics page
