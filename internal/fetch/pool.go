@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/p2sp/p2sp/internal/failover"
@@ -160,7 +161,8 @@ func (p *Pool) Whole(ctx context.Context, path, etag string, limit int64) (Meta,
 // the others if it fails mid-body and etag is a content ETag.
 func (p *Pool) Range(ctx context.Context, path string, off, n, size int64, etag string) (io.ReadCloser, error) {
 	b := &poolBody{p: p, ctx: ctx, path: path, off: off, left: n, size: size, etag: etag, tried: make([]bool, len(p.origins))}
-	if err := b.open(); err != nil {
+	var err error
+	if b.cur, b.at, err = b.open(); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -189,7 +191,8 @@ func (p *Pool) Get(ctx context.Context, path string, off, n int64) (Meta, io.Rea
 }
 
 // poolBody is a range body that moves to another origin when its origin
-// fails: bytes [off, off+left) of version etag are still to come.
+// fails: bytes [off, off+left) of version etag are still to come. One
+// goroutine reads it; Close may come from another, to end a Read.
 type poolBody struct {
 	p         *Pool
 	ctx       context.Context
@@ -198,41 +201,66 @@ type poolBody struct {
 	size      int64
 	etag      string
 	tried     []bool
-	cur       io.ReadCloser // nil after a failure, until the next Read
-	at        int           // cur's origin
-	broke     error         // the failure that closed the last cur
-	closed    bool
+	at        int   // cur's origin
+	broke     error // the failure that closed the last cur
+
+	mu     sync.Mutex
+	cur    io.ReadCloser // nil after a failure, until the next Read
+	closed bool
 }
 
-func (b *poolBody) open() error {
-	err := b.p.each(b.ctx, b.tried, func(i int, o *Origin) error {
-		rc, err := o.Range(b.ctx, b.path, b.off, b.left, b.size, b.etag)
-		if err == nil {
-			b.cur, b.at = rc, i
-		}
+// errClosedBody is a Read after Close.
+var errClosedBody = errors.New("read of a closed origin body")
+
+// open asks the origins not tried yet for the rest of the body.
+func (b *poolBody) open() (rc io.ReadCloser, at int, err error) {
+	err = b.p.each(b.ctx, b.tried, func(i int, o *Origin) (err error) {
+		at = i
+		rc, err = o.Range(b.ctx, b.path, b.off, b.left, b.size, b.etag)
 		return err
 	})
 	if err != nil && b.broke != nil {
-		return fmt.Errorf("%w; going on from another origin: %w", b.broke, err)
+		err = fmt.Errorf("%w; going on from another origin: %w", b.broke, err)
 	}
-	return err
+	return rc, at, err
+}
+
+// current is the body to read from, from another origin after a failure.
+func (b *poolBody) current() (io.ReadCloser, error) {
+	b.mu.Lock()
+	cur, closed := b.cur, b.closed
+	b.mu.Unlock()
+	switch {
+	case closed:
+		return nil, errClosedBody
+	case cur != nil:
+		return cur, nil
+	}
+	cur, at, err := b.open()
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		cur.Close()
+		return nil, errClosedBody
+	}
+	b.cur, b.at = cur, at
+	b.p.opts.Log.Info("origin body goes on from another origin", "path", b.path, "origin", b.p.origins[at].Base, "at", b.off)
+	b.p.opts.OnFailover(true)
+	return cur, nil
 }
 
 func (b *poolBody) Read(buf []byte) (int, error) {
-	if b.closed {
-		return 0, errors.New("read of a closed origin body")
+	cur, err := b.current()
+	if err != nil {
+		return 0, err
 	}
-	if b.cur == nil {
-		if err := b.open(); err != nil {
-			return 0, err
-		}
-		b.p.opts.Log.Info("origin body goes on from another origin", "path", b.path, "origin", b.p.origins[b.at].Base, "at", b.off)
-		b.p.opts.OnFailover(true)
-	}
-	n, err := b.cur.Read(buf)
+	n, err := cur.Read(buf)
 	b.off += int64(n)
 	b.left -= int64(n)
-	if err == nil || err == io.EOF || outcomeOf(b.ctx, err) != down {
+	if err == nil || err == io.EOF || b.isClosed() || outcomeOf(b.ctx, err) != down {
 		return n, err
 	}
 	b.p.health.Failed(b.at, time.Now())
@@ -240,18 +268,29 @@ func (b *poolBody) Read(buf []byte) (int, error) {
 	if !portable(b.etag) {
 		return n, err
 	}
-	b.cur.Close()
+	b.mu.Lock()
 	b.cur, b.broke = nil, err
+	b.mu.Unlock()
+	cur.Close()
 	if n > 0 {
 		return n, nil // the next Read goes on elsewhere
 	}
 	return b.Read(buf)
 }
 
+func (b *poolBody) isClosed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
+}
+
 func (b *poolBody) Close() error {
-	b.closed = true
-	if b.cur == nil {
+	b.mu.Lock()
+	cur := b.cur
+	b.closed, b.cur = true, nil
+	b.mu.Unlock()
+	if cur == nil {
 		return nil
 	}
-	return b.cur.Close()
+	return cur.Close()
 }

@@ -166,6 +166,48 @@ func TestPoolGet(t *testing.T) {
 	}
 }
 
+// TestPoolClose: a body closed while a Read waits ends that Read, and the
+// origin it was reading from is not held against it.
+func TestPoolClose(t *testing.T) {
+	data := bytes.Repeat([]byte("x"), 100000)
+	const content = `"sha256-abcd"`
+	a := origin(t, data, content, func(w http.ResponseWriter, r *http.Request) {
+		sendPart(w, r, data, 1000)
+		<-r.Context().Done()
+	})
+	b := origin(t, data, content, nil)
+	var failovers int
+	p := NewPool([]*Origin{a, b}, PoolOptions{OnFailover: func(bool) { failovers++ }})
+	body, err := p.Range(t.Context(), "f.bin", 0, int64(len(data)), int64(len(data)), content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(body, make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	read := make(chan error, 1)
+	go func() {
+		_, err := body.Read(make([]byte, 1000))
+		read <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // let the Read block (if it has not, Close still ends it)
+	body.Close()
+	select {
+	case err := <-read:
+		if err == nil {
+			t.Fatal("the Read under way when the body closed returned no error")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not end the Read under way")
+	}
+	if _, err := body.Read(make([]byte, 10)); !errors.Is(err, errClosedBody) {
+		t.Errorf("a Read after Close: %v, want errClosedBody", err)
+	}
+	if down := p.Down(); !slices.Equal(down, []bool{false, false}) || failovers != 0 {
+		t.Errorf("after Close: down %v, %d failovers; want none", down, failovers)
+	}
+}
+
 // sendPart sends a 206 for the request's range of data and then only the
 // first k bytes of it.
 func sendPart(w http.ResponseWriter, r *http.Request, data []byte, k int) {
