@@ -19,7 +19,9 @@ import (
 // Get) body whose origin fails mid-body goes on from another origin at the
 // byte where it broke, asking for the same version by its content ETag, so
 // the reader sees one unbroken body: another version is refused
-// (ErrChanged), never spliced in.
+// (ErrChanged), never spliced in. A version named by an origin's own
+// metadata ETag (before its hash is known; it differs between copies) is
+// asked of each origin in turn until the one that issued it answers.
 type Pool struct {
 	origins []*Origin
 	health  *failover.Set
