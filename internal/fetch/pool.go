@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -266,10 +267,10 @@ func (b *poolBody) Read(buf []byte) (int, error) {
 		return n, err
 	}
 	b.p.health.Failed(b.at, time.Now())
-	b.p.opts.Log.Warn("origin failed mid-body", "origin", b.p.origins[b.at].Base, "path", b.path, "at", b.off, "err", err)
-	if !portable(b.etag) {
-		return n, err
+	if !portable(b.etag) || !slices.Contains(b.tried, false) {
+		return n, err // nowhere to go on from
 	}
+	b.p.opts.Log.Warn("origin failed mid-body", "origin", b.p.origins[b.at].Base, "path", b.path, "at", b.off, "err", err)
 	b.mu.Lock()
 	b.cur, b.broke = nil, err
 	b.mu.Unlock()
