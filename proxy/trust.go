@@ -93,7 +93,7 @@ func (t *trust) verify(ctx context.Context, fi *fileinfo.Info) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	err := fi.Verify(t.keysLocked())
-	if errors.Is(err, fileinfo.ErrBadSignature) {
+	if errors.Is(err, fileinfo.ErrBadSignature) && t.configured == nil {
 		if ferr := t.pinLocked(ctx); ferr != nil {
 			err = ferr
 		} else {
