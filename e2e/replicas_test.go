@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
-	"io"
 	"net/http"
 	"strconv"
 	"testing"
@@ -55,24 +53,7 @@ func TestTrackerReplicasOnRedis(t *testing.T) {
 	waitAnnounced(t, trB.URL, path, bt1, 10*time.Second)
 
 	p2 := startProxyProc(t, bin, loopbackAddr(t), proxyArgs(trB.URL, freePort(t))...)
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p2.URL+"/stream/"+fileinfo.EscapePath(path), nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	head := make([]byte, 1<<20)
-	if _, err := io.ReadFull(resp.Body, head); err != nil {
-		t.Fatalf("second proxy, first MiB: %v", err)
-	}
-	trA.kill()
-	rest, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("second proxy: the stream broke after replica A was killed: %v", err)
-	}
-	if got := append(head, rest...); !bytes.Equal(got, data) {
+	if got := readAcross(t, p2.URL+"/stream/"+fileinfo.EscapePath(path), 1<<20, trA.kill); !bytes.Equal(got, data) {
 		t.Fatalf("second proxy: %d bytes, differing from the file's %d", len(got), len(data))
 	}
 	f := fileStatusAt(t, p2.URL, path)

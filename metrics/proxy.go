@@ -43,9 +43,19 @@ type Proxy struct {
 	Stalls prometheus.Counter
 	// StallDuration observes how long each stall lasted.
 	StallDuration prometheus.Histogram
+	// OriginFailovers counts origins given up on for another, by where the
+	// request was (kind): FailoverRequest (it went to the next origin) or
+	// FailoverBody (the body went on from another origin mid-way).
+	OriginFailovers *prometheus.CounterVec
 
 	state *proxyState
 }
+
+// OriginFailovers labels.
+const (
+	FailoverRequest = "request"
+	FailoverBody    = "body"
+)
 
 // ProxyState is a snapshot of what the proxy holds, read once per scrape.
 // Its counters are totals since the proxy started and never decrease.
@@ -95,6 +105,13 @@ func NewProxy(reg *prometheus.Registry) *Proxy {
 			Help:    "How long each stall (a player read waiting longer than 250 ms) lasted.",
 			Buckets: []float64{.25, .5, 1, 2, 4, 8, 16, 32},
 		}),
+		OriginFailovers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "p2sp_proxy_origin_failovers_total",
+			Help: "Origins given up on for another: before a response (request) or mid-body (body).",
+		}, []string{"kind"}),
+	}
+	for _, k := range []string{FailoverRequest, FailoverBody} {
+		m.OriginFailovers.WithLabelValues(k)
 	}
 	for _, s := range []string{SourceCache, SourcePeer, SourceOrigin} {
 		m.BytesServed.WithLabelValues(s)
@@ -104,6 +121,7 @@ func NewProxy(reg *prometheus.Registry) *Proxy {
 	m.TimeToFirstByte = registerOrReuse(reg, m.TimeToFirstByte)
 	m.Stalls = registerOrReuse(reg, m.Stalls)
 	m.StallDuration = registerOrReuse(reg, m.StallDuration)
+	m.OriginFailovers = registerOrReuse(reg, m.OriginFailovers)
 	m.state = registerOrReuse(reg, newProxyState())
 	m.PiecesVerified, m.VerificationFailures = m.state.verified, m.state.failed
 	return m

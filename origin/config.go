@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,6 +36,10 @@ type Config struct {
 	// origin, written into registrations; "" means "http://" + the
 	// listener's address.
 	PublicURL string
+	// Mirrors are the base URLs of other origins serving the same media,
+	// written with PublicURL into each file's signed info (a .torrent's
+	// url-list, BEP 19).
+	Mirrors []string
 	// RateLimit caps the total egress of file bytes, all requests
 	// together, in bytes per second; 0 means unlimited.
 	RateLimit int64
@@ -89,7 +94,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Listen == "" {
 		c.Listen = ":8080"
 	}
-	for _, u := range []*string{&c.TrackerURL, &c.PublicURL} {
+	c.Mirrors = slices.Clone(c.Mirrors)
+	urls := []*string{&c.TrackerURL, &c.PublicURL}
+	for i := range c.Mirrors {
+		urls = append(urls, &c.Mirrors[i])
+	}
+	for _, u := range urls {
 		if *u == "" {
 			continue
 		}

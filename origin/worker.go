@@ -144,8 +144,8 @@ func (s *Server) process(ctx context.Context, j job) {
 	s.register(ctx, info)
 }
 
-// hash computes the file info of p, with this origin as its one origin,
-// and the version it describes.
+// hash computes the file info of p, with this origin and its mirrors as
+// its origins, and the version it describes.
 func (s *Server) hash(ctx context.Context, p string) (*fileinfo.Info, version, error) {
 	start := time.Now()
 	s.log.Info("hashing", "path", p)
@@ -153,7 +153,7 @@ func (s *Server) hash(ctx context.Context, p string) (*fileinfo.Info, version, e
 	if err != nil {
 		return nil, version{}, err
 	}
-	info.Origins = []string{s.publicURL}
+	info.Origins = append([]string{s.publicURL}, s.cfg.Mirrors...)
 	info.Sign(s.key)
 	d := time.Since(start)
 	s.log.Info("hashed", "path", p, "size", info.Size, "infohash", info.InfoHash,

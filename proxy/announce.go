@@ -36,63 +36,82 @@ type announceState struct {
 // announced is the outcome of one announce.
 type announced struct {
 	f        *file
+	tracker  int // the index of the tracker it went to
 	event    swarm.Event
 	interval time.Duration
 	err      error
 }
 
-// announceLoop announces every open file when it is due, until the server
-// closes; then it tells the tracker the proxy has stopped, so that other
-// proxies are not sent to it. A newly opened file is due at once (activate
-// wakes the loop), so the next proxy's lookup already names this one as a
-// peer. Announces run concurrently, announceParallel at most: a tracker
-// that hangs holds up each file for announceTimeout, not the files behind
-// it. The loop alone reads and writes the files' announce states.
+// announceLoop announces every open file to every tracker when it is due
+// there, until the server closes; then it tells the trackers the proxy has
+// stopped, so that other proxies are not sent to it. A newly opened file
+// is due at once (activate wakes the loop), so the next proxy's lookup
+// already names this one as a peer. Each tracker has its own schedule: one
+// that is gone is asked again every announceRetry, and holds up none of
+// the others. Announces run concurrently, announceParallel at most: a
+// tracker that hangs holds up each file for announceTimeout, not the files
+// behind it. The loop alone reads and writes the files' announce states.
 func (s *Server) announceLoop() {
 	tick := time.NewTicker(announceTick)
 	defer tick.Stop()
-	url := s.cfg.TrackerURL + "/announce"
+	urls := make([]string, len(s.cfg.trackers))
+	for i, base := range s.cfg.trackers {
+		urls[i] = base + "/announce"
+	}
 	sem := make(chan struct{}, announceParallel)
 	results := make(chan announced)
-	inflight := map[*file]bool{}
+	type key struct {
+		f       *file
+		tracker int
+	}
+	inflight := map[key]bool{}
 	for {
 		select {
 		case <-s.ctx.Done():
 			// The files' contexts are done: what is under way ends now.
 			for len(inflight) > 0 {
 				r := <-results
-				delete(inflight, r.f)
-				r.f.announce.record(r)
+				delete(inflight, key{r.f, r.tracker})
+				r.f.announce[r.tracker].record(r)
 			}
-			s.announceStopped(url, sem)
+			s.announceStopped(urls, sem)
 			return
 		case r := <-results:
-			delete(inflight, r.f)
-			r.f.announce.record(r)
+			delete(inflight, key{r.f, r.tracker})
+			r.f.announce[r.tracker].record(r)
 			continue
 		case <-tick.C:
 		case <-s.announceNow:
 		}
 		now := time.Now()
 		for _, f := range s.openFiles() {
-			if inflight[f] || now.Before(f.announce.next) || f.ctx.Err() != nil {
+			if f.ctx.Err() != nil {
 				continue
 			}
-			event := swarm.EventNone
-			switch {
-			case !f.announce.started:
-				event = swarm.EventStarted
-			case !f.announce.completed && f.entry.Complete():
-				event = swarm.EventCompleted
+			if f.announce == nil {
+				f.announce = make([]announceState, len(urls))
 			}
-			inflight[f] = true
-			f.announce.told = true
-			go func() { // the loop waits for its result before it returns
-				ctx, cancel := context.WithTimeout(f.ctx, announceTimeout)
-				defer cancel()
-				interval, err := s.announce(ctx, sem, f, url, event)
-				results <- announced{f: f, event: event, interval: interval, err: err}
-			}()
+			for i, url := range urls {
+				a := &f.announce[i]
+				if inflight[key{f, i}] || now.Before(a.next) {
+					continue
+				}
+				event := swarm.EventNone
+				switch {
+				case !a.started:
+					event = swarm.EventStarted
+				case !a.completed && f.entry.Complete():
+					event = swarm.EventCompleted
+				}
+				inflight[key{f, i}] = true
+				a.told = true
+				go func() { // the loop waits for its result before it returns
+					ctx, cancel := context.WithTimeout(f.ctx, announceTimeout)
+					defer cancel()
+					interval, err := s.announce(ctx, sem, f, url, event)
+					results <- announced{f: f, tracker: i, event: event, interval: interval, err: err}
+				}()
+			}
 		}
 	}
 }
@@ -123,16 +142,18 @@ func (s *Server) announce(ctx context.Context, sem chan struct{}, f *file, url s
 	return interval, err
 }
 
-// announceStopped sends the stopped event for every file the tracker may
-// list this proxy for, within stoppedTimeout in all: a shutdown does not
-// wait on a tracker that does not answer.
-func (s *Server) announceStopped(url string, sem chan struct{}) {
+// announceStopped sends the stopped event for every file to every tracker
+// that may list this proxy for it, within stoppedTimeout in all: a
+// shutdown does not wait on a tracker that does not answer.
+func (s *Server) announceStopped(urls []string, sem chan struct{}) {
 	ctx, cancel := context.WithTimeout(context.Background(), stoppedTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
 	for _, f := range s.openFiles() {
-		if f.announce.told {
-			wg.Go(func() { s.announce(ctx, sem, f, url, swarm.EventStopped) })
+		for i, a := range f.announce {
+			if a.told {
+				wg.Go(func() { s.announce(ctx, sem, f, urls[i], swarm.EventStopped) })
+			}
 		}
 	}
 	wg.Wait()

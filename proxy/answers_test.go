@@ -55,16 +55,16 @@ func TestStrangersAnswersBounded(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	type call func(t *testing.T, url string) error
 	fileInfo := func(t *testing.T, url string) error {
-		tc := &trackerClient{base: url, client: http.DefaultClient}
-		_, err := tc.fileInfo(t.Context(), "a.mp4")
+		tc := &trackerClient{bases: []string{url}, client: http.DefaultClient}
+		_, err := tc.fileInfoFrom(t.Context(), url, "a.mp4")
 		return err
 	}
 	originKey := func(t *testing.T, url string) error {
-		tr, err := newTrust(nil, url, t.TempDir(), http.DefaultClient, log)
+		tr, err := newTrust(nil, []string{url}, t.TempDir(), http.DefaultClient, log)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = tr.fetch(t.Context())
+		_, err = tr.fetch(t.Context(), url)
 		return err
 	}
 	catalog := func(t *testing.T, url string) error {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,12 +22,15 @@ import (
 type Config struct {
 	// Listen is the players' HTTP address; loopback unless told otherwise.
 	Listen string
-	// TrackerURL and OriginURL are base URLs ("http://host:port"). The proxy
-	// fetches media only from OriginURL.
+	// TrackerURL and OriginURL are base URLs ("http://host:port"), or
+	// comma-separated lists of them. The proxy fetches media only from the
+	// origins, spread over those that answer (a body goes on from another
+	// when its origin fails); it announces to every tracker and asks them
+	// for file info in turn, the first that answers.
 	TrackerURL string
 	OriginURL  string
 	// OriginKeys are the Ed25519 keys of the origins whose signed file info
-	// the proxy accepts. None means the configured origin's own, fetched
+	// the proxy accepts. None means each configured origin's own, fetched
 	// from it once and pinned in CacheDir (trust on first use).
 	OriginKeys []ed25519.PublicKey
 	// CacheDir holds the cache; CacheSize bounds it in bytes.
@@ -77,10 +81,13 @@ type Config struct {
 	HTTPClient *http.Client
 	// Logger is the proxy's log; nil uses slog.Default().
 	Logger *slog.Logger
+
+	// trackers and origins are TrackerURL and OriginURL as lists.
+	trackers, origins []string
 }
 
 // withDefaults fills unset fields and checks the rest.
-func (c Config) withDefaults() (Config, error) {
+func (c Config) withDefaults() (_ Config, err error) {
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:8090"
 	}
@@ -111,12 +118,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.OriginCopies < 0 {
 		return c, fmt.Errorf("proxy: origin copies %v is negative", c.OriginCopies)
 	}
-	for name, u := range map[string]*string{"tracker": &c.TrackerURL, "origin": &c.OriginURL} {
-		pu, err := url.Parse(*u)
-		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
-			return c, fmt.Errorf("proxy: the %s URL %q is not an http(s) URL", name, *u)
-		}
-		*u = strings.TrimRight(*u, "/")
+	if c.trackers, err = baseURLs("tracker", c.TrackerURL); err != nil {
+		return c, err
+	}
+	if c.origins, err = baseURLs("origin", c.OriginURL); err != nil {
+		return c, err
 	}
 	if (c.User == "") != (c.UserToken == "") {
 		return c, errors.New("proxy: a user and the user's token go together")
@@ -142,6 +148,24 @@ func (c Config) withDefaults() (Config, error) {
 		c.Logger = slog.Default()
 	}
 	return c, nil
+}
+
+// baseURLs splits a comma-separated list of http(s) base URLs, at least
+// one, each once.
+func baseURLs(name, list string) ([]string, error) {
+	var out []string
+	for _, u := range strings.Split(list, ",") {
+		u = strings.TrimRight(strings.TrimSpace(u), "/")
+		pu, err := url.Parse(u)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return nil, fmt.Errorf("proxy: the %s URL %q is not an http(s) URL", name, u)
+		}
+		if slices.Contains(out, u) {
+			return nil, fmt.Errorf("proxy: the %s URL %q is listed twice", name, u)
+		}
+		out = append(out, u)
+	}
+	return out, nil
 }
 
 // ParseSize reads a byte size such as "1GiB", "500MB", "64k" or "1048576".

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"slices"
 	"testing"
 )
 
@@ -25,6 +26,27 @@ func TestParseSize(t *testing.T) {
 		got, err := ParseSize(tc.in)
 		if (err == nil) != tc.ok || got != tc.want {
 			t.Errorf("ParseSize(%q) = %d, %v; want %d (ok=%v)", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestBaseURLs(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string // nil: an error
+	}{
+		{"http://a:1", []string{"http://a:1"}},
+		{"http://a:1/", []string{"http://a:1"}},
+		{"http://a:1, https://b:2/ ,http://c", []string{"http://a:1", "https://b:2", "http://c"}},
+		{"", nil},
+		{"http://a:1,", nil},
+		{"http://a:1,ftp://b", nil},
+		{"http://a:1,http://a:1/", nil},
+		{"a:1", nil},
+	} {
+		got, err := baseURLs("origin", tc.in)
+		if (err == nil) != (tc.want != nil) || !slices.Equal(got, tc.want) {
+			t.Errorf("baseURLs(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
 		}
 	}
 }

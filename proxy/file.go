@@ -31,8 +31,8 @@ type file struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	wake   chan struct{}
-	// announce is owned by the server's announce loop.
-	announce announceState
+	// announce, one per tracker, is owned by the server's announce loop.
+	announce []announceState
 	// peersUntil: the tracker named peers, so until then a lack of
 	// connected peers means "still connecting", not "none".
 	peersUntil time.Time

@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,7 +34,18 @@ const (
 // relayCatalog answers GET /v1/catalog with the origin's, query and all,
 // so the page needs no access to the origin.
 func (s *Server) relayCatalog(c *gin.Context) error {
-	return s.relay(c, s.cfg.OriginURL+"/v1/catalog", false)
+	return s.relay(c, s.listsOrigin()+"/v1/catalog", false)
+}
+
+// listsOrigin is the origin the page's catalog and list calls go to: the
+// first one listed that is not passed over after a failure. The users'
+// lists follow only if the origins share their data directory.
+func (s *Server) listsOrigin() string {
+	bases, down := s.origin.Bases(), s.origin.Down()
+	if i := slices.Index(down, false); i >= 0 {
+		return bases[i]
+	}
+	return bases[0]
 }
 
 // checkListCall guards /v1/lists: the lists must be configured, and a call
@@ -78,7 +90,7 @@ func (s *Server) relayList(c *gin.Context) error {
 		}
 		rest = "/" + fileinfo.EscapePath(clean)
 	}
-	return s.relay(c, s.cfg.OriginURL+"/v1/users/"+url.PathEscape(s.cfg.User)+rest, true)
+	return s.relay(c, s.listsOrigin()+"/v1/users/"+url.PathEscape(s.cfg.User)+rest, true)
 }
 
 // relay sends the request to target (with the request's query and body)

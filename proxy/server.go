@@ -20,6 +20,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/p2sp/p2sp/internal/cache"
+	"github.com/p2sp/p2sp/internal/failover"
 	"github.com/p2sp/p2sp/internal/fetch"
 	"github.com/p2sp/p2sp/internal/fileinfo"
 	"github.com/p2sp/p2sp/internal/httpapi"
@@ -35,7 +36,7 @@ type Server struct {
 	cache   *cache.Cache
 	swarm   *swarm.Swarm
 	tracker *trackerClient
-	origin  *fetch.Origin
+	origin  *fetch.Pool
 	reports *reporter
 	staging *staging
 	// manifests are the copies of HLS and DASH manifests (manifest.go).
@@ -68,6 +69,10 @@ type Server struct {
 	prefetching map[string]bool       // by path: segments being prefetched
 }
 
+// upstreamBackoff is how long an origin or tracker that failed is passed
+// over: a second, doubling to at most 30 s while it keeps failing.
+var upstreamBackoff = failover.Backoff{Base: time.Second, Max: 30 * time.Second}
+
 // New opens the cache (re-verifying what it holds) and starts the
 // BitTorrent client.
 func New(cfg Config) (*Server, error) {
@@ -83,11 +88,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		tls: tc,
 		cfg: cfg, log: cfg.Logger.With("component", "proxy"),
-		tracker: &trackerClient{base: cfg.TrackerURL, client: cfg.HTTPClient},
-		// An origin silent mid-body for a third of the stall timeout is
-		// given up on and asked again, before the waiting player's own
-		// stall timeout.
-		origin:  &fetch.Origin{Base: cfg.OriginURL, Client: cfg.HTTPClient, IdleTimeout: cfg.StallTimeout / 3},
+		tracker: &trackerClient{bases: cfg.trackers, health: failover.New(len(cfg.trackers), false, upstreamBackoff), client: cfg.HTTPClient},
 		metrics: metrics.NewProxy(cfg.Registry),
 		ctx:     ctx, cancel: cancel,
 		files:       map[string]*file{},
@@ -98,9 +99,23 @@ func New(cfg Config) (*Server, error) {
 		manifests:   newManifests(),
 		prefetching: map[string]bool{},
 	}
+	origins := make([]*fetch.Origin, len(cfg.origins))
+	for i, base := range cfg.origins {
+		// An origin silent mid-body for a third of the stall timeout is
+		// given up on and asked again (another one, if there are
+		// others), before the waiting player's own stall timeout.
+		origins[i] = &fetch.Origin{Base: base, Client: cfg.HTTPClient, IdleTimeout: cfg.StallTimeout / 3}
+	}
+	s.origin = fetch.NewPool(origins, fetch.PoolOptions{Backoff: upstreamBackoff, Log: s.log, OnFailover: func(midBody bool) {
+		at := metrics.FailoverRequest
+		if midBody {
+			at = metrics.FailoverBody
+		}
+		s.metrics.OriginFailovers.WithLabelValues(at).Inc()
+	}})
 	s.reports = &reporter{
-		targets: []string{cfg.TrackerURL, cfg.OriginURL}, client: cfg.HTTPClient,
-		origin: cfg.OriginURL, user: cfg.User, token: cfg.UserToken,
+		targets: slices.Concat(cfg.trackers, cfg.origins), client: cfg.HTTPClient,
+		origins: cfg.origins, user: cfg.User, token: cfg.UserToken,
 		log: s.log, wg: &s.wg, ctx: ctx, last: map[[2]string]time.Time{},
 	}
 	s.cache, err = cache.Open(ctx, cache.Config{
@@ -113,7 +128,7 @@ func New(cfg Config) (*Server, error) {
 		cancel()
 		return nil, fmt.Errorf("open cache: %w", err)
 	}
-	if s.tracker.trust, err = newTrust(cfg.OriginKeys, cfg.OriginURL, cfg.CacheDir, cfg.HTTPClient, s.log); err != nil {
+	if s.tracker.trust, err = newTrust(cfg.OriginKeys, cfg.origins, cfg.CacheDir, cfg.HTTPClient, s.log); err != nil {
 		cancel()
 		s.cache.Close()
 		return nil, err
@@ -155,14 +170,14 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// warmUp opens a connection to the origin and to the tracker before any
+// warmUp opens a connection to every origin and tracker before any
 // player asks, so that the first cold request finds them in the client's
 // idle pool: a proxy that has talked to them costs no handshake.
 func (s *Server) warmUp() {
 	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, base := range []string{s.cfg.OriginURL, s.cfg.TrackerURL} {
+	for _, base := range slices.Concat(s.cfg.origins, s.cfg.trackers) {
 		wg.Go(func() {
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
 			if err != nil {

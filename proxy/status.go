@@ -3,6 +3,7 @@ package proxy
 import (
 	"net/http"
 	"sort"
+	"time"
 
 	"github.com/gin-gonic/gin"
 )
@@ -52,6 +53,24 @@ type status struct {
 	// use, or none yet.
 	OriginKeys      []string `json:"origin_keys"`
 	OriginKeySource string   `json:"origin_key_source"`
+	// Origins and Trackers are the configured ones, in order, each with
+	// whether it is passed over after a failure.
+	Origins  []upstreamStatus `json:"origins"`
+	Trackers []upstreamStatus `json:"trackers"`
+}
+
+// upstreamStatus is one origin or tracker on /v1/status.
+type upstreamStatus struct {
+	URL  string `json:"url"`
+	Down bool   `json:"down"`
+}
+
+func upstreams(urls []string, down []bool) []upstreamStatus {
+	out := make([]upstreamStatus, len(urls))
+	for i, u := range urls {
+		out[i] = upstreamStatus{URL: u, Down: down[i]}
+	}
+	return out
 }
 
 func (s *Server) handleStatus(c *gin.Context) error {
@@ -138,5 +157,7 @@ func (s *Server) status(pieces bool) status {
 	out.Cache.Bytes, out.Cache.Capacity, out.Cache.Entries, out.Cache.Evictions = cs.Bytes, cs.Capacity, cs.Entries, cs.Evictions
 	out.BTPort = s.swarm.Port()
 	out.OriginKeys, out.OriginKeySource = s.tracker.trust.state()
+	out.Origins = upstreams(s.origin.Bases(), s.origin.Down())
+	out.Trackers = upstreams(s.tracker.bases, s.tracker.health.Down(time.Now()))
 	return out
 }

@@ -63,7 +63,7 @@ func TestTrust(t *testing.T) {
 			}
 			keyAnswer.Store(answer)
 			before := fetches.Load()
-			tr, err := newTrust(tc.keys, origin.URL, dir, origin.Client(), log)
+			tr, err := newTrust(tc.keys, []string{origin.URL}, dir, origin.Client(), log)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -90,12 +90,57 @@ func TestTrust(t *testing.T) {
 	}
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, pinFileName), []byte("garbage"), 0o600)
-	if _, err := newTrust(nil, origin.URL, dir, origin.Client(), log); err == nil {
+	if _, err := newTrust(nil, []string{origin.URL}, dir, origin.Client(), log); err == nil {
 		t.Error("a corrupt pin file was accepted")
 	}
 	unsigned := &fileinfo.Info{Path: "a.mp4"}
-	tr, _ := newTrust([]ed25519.PublicKey{pub}, origin.URL, t.TempDir(), origin.Client(), log)
+	tr, _ := newTrust([]ed25519.PublicKey{pub}, []string{origin.URL}, t.TempDir(), origin.Client(), log)
 	if err := tr.verify(t.Context(), unsigned); !errors.Is(err, fileinfo.ErrUnsigned) || !errors.Is(err, errUntrusted) {
 		t.Errorf("unsigned: %v", err)
+	}
+}
+
+// TestTrustOrigins: a proxy of two origins pins each one's key on first
+// use, in a file of its own, and accepts info signed by either.
+func TestTrustOrigins(t *testing.T) {
+	var pubs []ed25519.PublicKey
+	var origins []string
+	var signed []*fileinfo.Info
+	for i := range 2 {
+		pub, priv, _ := ed25519.GenerateKey(nil)
+		fi := &fileinfo.Info{Path: "a.mp4", Size: int64(i)}
+		fi.Sign(priv)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, `{"ed25519":"`+fileinfo.EncodeKey(pub)+`"}`)
+		}))
+		defer srv.Close()
+		pubs, origins, signed = append(pubs, pub), append(origins, srv.URL), append(signed, fi)
+	}
+	_, strangerPriv, _ := ed25519.GenerateKey(nil)
+	forged := &fileinfo.Info{Path: "a.mp4"}
+	forged.Sign(strangerPriv)
+	dir := t.TempDir()
+	tr, err := newTrust(nil, origins, dir, http.DefaultClient, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, fi := range signed {
+		if err := tr.verify(t.Context(), fi); err != nil {
+			t.Errorf("info signed by origin %d: %v", i, err)
+		}
+	}
+	if err := tr.verify(t.Context(), forged); !errors.Is(err, fileinfo.ErrBadSignature) {
+		t.Errorf("info signed by a stranger: %v, want a bad signature", err)
+	}
+	for i, name := range []string{pinFileName, pinFileName + "-2"} {
+		b, _ := os.ReadFile(filepath.Join(dir, name))
+		if strings.TrimSpace(string(b)) != fileinfo.EncodeKey(pubs[i]) {
+			t.Errorf("pin file %s: %q, want origin %d's key", name, b, i)
+		}
+	}
+	// A restart reads both pins back.
+	tr, err = newTrust(nil, origins, dir, http.DefaultClient, slog.New(slog.DiscardHandler))
+	if keys, src := tr.state(); err != nil || len(keys) != 2 || src != keysPinned {
+		t.Errorf("after a restart: %v, keys %q from %q", err, keys, src)
 	}
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,10 +10,12 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/p2sp/p2sp/internal/failover"
 	"github.com/p2sp/p2sp/internal/fileinfo"
 	"github.com/p2sp/p2sp/internal/httpclient"
 )
@@ -20,11 +23,41 @@ import (
 // errUnknownFile is the tracker's 404: the file is not registered (yet).
 var errUnknownFile = errors.New("file not registered with the tracker")
 
-// trackerClient asks the tracker for file info.
+// trackerClient asks the trackers for file info, in turn (BEP 12): the
+// first that answers, one that did not answer lately last.
 type trackerClient struct {
-	base   string
+	bases  []string
+	health *failover.Set
 	client *http.Client
 	trust  *trust
+}
+
+// fileInfo asks the trackers for a file's info until one has it and its
+// answer is trusted. Not registered, or refused, from every tracker that
+// answered is the error that says most: refused over not registered over
+// no answer.
+func (tc *trackerClient) fileInfo(ctx context.Context, path string) (*fileinfo.Info, error) {
+	var refused, unknown, last error
+	for _, i := range tc.health.Order(time.Now()) {
+		fi, err := tc.fileInfoFrom(ctx, tc.bases[i], path)
+		switch {
+		case err == nil:
+			tc.health.OK(i)
+			return fi, nil
+		case ctx.Err() != nil:
+			return nil, err
+		case errors.Is(err, errUntrusted):
+			tc.health.OK(i)
+			refused = err
+		case errors.Is(err, errUnknownFile):
+			tc.health.OK(i)
+			unknown = err
+		default:
+			tc.health.Failed(i, time.Now())
+			last = err
+		}
+	}
+	return nil, cmp.Or(refused, unknown, last)
 }
 
 // lookupTimeout bounds a tracker lookup: the player is waiting.
@@ -34,12 +67,13 @@ const lookupTimeout = 3 * time.Second
 // registrations of up to 8 MiB, and the peers it adds are a few KiB.
 const maxInfoAnswer = 9 << 20
 
-// fileInfo fetches and validates a file's info, with its current peers,
-// and checks the origin's signature over it.
-func (tc *trackerClient) fileInfo(ctx context.Context, path string) (*fileinfo.Info, error) {
+// fileInfoFrom fetches and validates a file's info, with its current
+// peers, from the tracker at base, and checks the origin's signature over
+// it.
+func (tc *trackerClient) fileInfoFrom(ctx context.Context, base, path string) (*fileinfo.Info, error) {
 	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, tc.base+"/v1/files/"+fileinfo.EscapePath(path), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/files/"+fileinfo.EscapePath(path), nil)
 	if err != nil {
 		return nil, fmt.Errorf("tracker lookup %s: %w", path, err)
 	}
@@ -78,13 +112,14 @@ func (tc *trackerClient) fileInfo(ctx context.Context, path string) (*fileinfo.I
 type reporter struct {
 	targets []string
 	client  *http.Client
-	// origin, user and token: reports to the origin carry the user's
+	// origins, user and token: reports to an origin carry the user's
 	// credential, if any, so that they count as that user's (see
-	// fileinfo.ReportUserHeader); the tracker never sees it.
-	origin, user, token string
-	log                 *slog.Logger
-	wg                  *sync.WaitGroup
-	ctx                 context.Context
+	// fileinfo.ReportUserHeader); the trackers never see it.
+	origins     []string
+	user, token string
+	log         *slog.Logger
+	wg          *sync.WaitGroup
+	ctx         context.Context
 
 	mu   sync.Mutex
 	last map[[2]string]time.Time
@@ -140,7 +175,7 @@ func (r *reporter) post(ctx context.Context, url string, body []byte) error {
 		return fmt.Errorf("post %s: %w", url, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	if r.user != "" && strings.HasPrefix(url, r.origin+"/") {
+	if r.user != "" && slices.ContainsFunc(r.origins, func(o string) bool { return strings.HasPrefix(url, o+"/") }) {
 		req.Header.Set(fileinfo.ReportUserHeader, r.user)
 		req.Header.Set("Authorization", "Bearer "+r.token)
 	}

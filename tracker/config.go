@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,6 +40,10 @@ type Config struct {
 	// TLSCert and TLSKey are the PEM files of the certificate (chain) and
 	// key the tracker serves HTTPS with; both "" is plain HTTP.
 	TLSCert, TLSKey string
+	// AnnounceList are the other trackers' base URLs (replicas, or trackers
+	// the origins also register with), written with this one into a
+	// .torrent's announce-list.
+	AnnounceList []string
 	// AnnounceInterval is the interval announce answers ask clients to
 	// keep; default 30s.
 	AnnounceInterval time.Duration
@@ -79,6 +84,14 @@ func (c Config) withDefaults() (Config, error) {
 			return c, fmt.Errorf("tracker: public URL %q is not an http(s) base URL", c.PublicURL)
 		}
 		c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	}
+	c.AnnounceList = slices.Clone(c.AnnounceList)
+	for i, b := range c.AnnounceList {
+		u, err := url.Parse(b)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return c, fmt.Errorf("tracker: announce-list entry %q is not an http(s) base URL", b)
+		}
+		c.AnnounceList[i] = strings.TrimRight(b, "/")
 	}
 	if c.AnnounceInterval < 0 || c.PeerTTL < 0 {
 		return c, errors.New("tracker: announce interval and peer TTL must not be negative")

@@ -117,13 +117,17 @@ func (s *Server) listFiles(c *gin.Context) error {
 }
 
 // getTorrent answers a file's BEP 3 .torrent, announcing to this tracker
-// with the origins as BEP 19 web seeds.
+// (and the others of AnnounceList) with the origins as BEP 19 web seeds.
 func (s *Server) getTorrent(c *gin.Context) error {
 	fi, err := s.lookup(c)
 	if err != nil {
 		return err
 	}
-	mi, err := fi.MetaInfo(s.announceURL(c.Request))
+	others := make([]string, len(s.cfg.AnnounceList))
+	for i, base := range s.cfg.AnnounceList {
+		others[i] = base + "/announce"
+	}
+	mi, err := fi.MetaInfo(s.announceURL(c.Request), others...)
 	if err != nil {
 		return fmt.Errorf("torrent of %s: %w", fi.Path, err)
 	}

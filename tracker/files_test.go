@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -125,13 +126,20 @@ func TestTorrent(t *testing.T) {
 		publicURL string
 		size      int64
 		announce  func(base string) string
+		others    []string // AnnounceList
+		// tiers is the announce-list wanted; nil: none
+		tiers func(base string) [][]string
 	}{
-		{"host-derived, partial last piece", "", 700<<10 + 123, func(base string) string { return base + "/announce" }},
-		{"public URL, one piece", "http://tracker.example:7070/", 1000, func(string) string { return "http://tracker.example:7070/announce" }},
-		{"exact pieces", "", 512 << 10, func(base string) string { return base + "/announce" }},
+		{"host-derived, partial last piece", "", 700<<10 + 123, func(base string) string { return base + "/announce" }, nil, nil},
+		{"public URL, one piece", "http://tracker.example:7070/", 1000, func(string) string { return "http://tracker.example:7070/announce" }, nil, nil},
+		{"exact pieces", "", 512 << 10, func(base string) string { return base + "/announce" }, nil, nil},
+		{"replicas in the announce-list", "http://tracker-a.test:7070", 1000, func(string) string { return "http://tracker-a.test:7070/announce" },
+			[]string{"http://tracker-b.test:7070/", "http://tracker-c.test:7070"}, func(string) [][]string {
+				return [][]string{{"http://tracker-a.test:7070/announce", "http://tracker-b.test:7070/announce", "http://tracker-c.test:7070/announce"}}
+			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tr := startTracker(t, Config{PublicURL: tc.publicURL})
+			tr := startTracker(t, Config{PublicURL: tc.publicURL, AnnounceList: tc.others})
 			fi, data := testFile(t, "music/set 1/track#1.flac", tc.size)
 			mustRegister(t, tr, fi)
 
@@ -149,6 +157,13 @@ func TestTorrent(t *testing.T) {
 			}
 			if want := tc.announce(tr.URL); mi.Announce != want {
 				t.Errorf("announce %q, want %q", mi.Announce, want)
+			}
+			var tiers [][]string
+			if tc.tiers != nil {
+				tiers = tc.tiers(tr.URL)
+			}
+			if !slices.EqualFunc(mi.AnnounceList, tiers, slices.Equal) {
+				t.Errorf("announce-list %q, want %q", mi.AnnounceList, tiers)
 			}
 			wantSeeds := []string{
 				"http://origin-a.test:8080/files/music/set%201/track%231.flac",

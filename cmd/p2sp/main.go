@@ -70,6 +70,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fs.StringVar(&cfg.Listen, "listen", ":8080", "HTTP listen address")
 		fs.StringVar(&cfg.TrackerURL, "tracker", "", "tracker base URL to register files with")
 		fs.StringVar(&cfg.PublicURL, "public-url", "", "base URL proxies reach this origin at (default: http://LISTEN)")
+		listVar(fs, &cfg.Mirrors, "mirror", "base URL of another origin serving the same media, listed with this one in file info and .torrent url-lists; comma-separated or repeated")
 		fs.Int64Var(&cfg.RateLimit, "rate-limit", 0, "cap on total egress in bytes per second (0: none)")
 		fs.DurationVar(&cfg.ScanInterval, "scan-interval", 2*time.Second, "how often the media is rescanned (object storage: listed)")
 		fs.StringVar(&cfg.DataDir, "data-dir", "", "directory of the users' credentials and lists, and of the signing key (default: none, lists off)")
@@ -83,6 +84,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fs.StringVar(&cfg.DataDir, "data-dir", "", "directory for the registry (required unless --store is Redis)")
 		fs.StringVar(&cfg.Store, "store", "", "redis://HOST:PORT/DB: registry and swarms in Redis, shared by tracker replicas (default: bbolt in --data-dir)")
 		fs.StringVar(&cfg.PublicURL, "public-url", "", "base URL written into .torrent files (default: from the request)")
+		listVar(fs, &cfg.AnnounceList, "announce-list", "base URL of another tracker (replica) written with this one into .torrent announce-lists; comma-separated or repeated")
 		fs.DurationVar(&cfg.AnnounceInterval, "announce-interval", 30*time.Second, "interval told to BitTorrent clients")
 		tlsFlags(fs, &cfg.TLSCert, &cfg.TLSKey)
 		start = func() error { cfg.Token = os.Getenv("P2SP_TOKEN"); return tracker.Run(ctx, cfg) }
@@ -90,15 +92,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 		var cfg proxy.Config
 		var size string
 		fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8090", "players' HTTP listen address (loopback by default)")
-		fs.StringVar(&cfg.TrackerURL, "tracker", "", "tracker base URL (required)")
-		fs.StringVar(&cfg.OriginURL, "origin", "", "origin base URL, the only one media is fetched from (required)")
-		fs.Func("origin-key", "public key (base64 or hex, from the origin's /v1/key) of an origin whose signed file info is trusted; repeatable (default: the --origin's own, fetched once and pinned in the cache dir)", func(v string) error {
-			k, err := fileinfo.ParseKey(v)
-			if err == nil {
-				cfg.OriginKeys = append(cfg.OriginKeys, k)
-			}
-			return err
-		})
+		var trackers, origins, keys []string
+		listVar(fs, &trackers, "tracker", "tracker base URL (required); several: comma-separated or repeated, each announced to, asked for file info in turn")
+		listVar(fs, &origins, "origin", "origin base URL, the only ones media is fetched from (required); several: comma-separated or repeated, fetches spread over those that answer")
+		listVar(fs, &keys, "origin-key", "public key (base64 or hex, from the origin's /v1/key) of an origin whose signed file info is trusted; several: comma-separated or repeated (default: each --origin's own, fetched once and pinned in the cache dir)")
 		fs.StringVar(&cfg.CacheDir, "cache-dir", "", "cache directory (required)")
 		fs.StringVar(&size, "cache-size", "1GiB", "cache size, e.g. 500MB, 1GiB")
 		fs.StringVar(&cfg.BTListen, "bt-listen", ":0", "BitTorrent listen address (port 0: a free one)")
@@ -113,6 +110,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 			var err error
 			if cfg.CacheSize, err = proxy.ParseSize(size); err != nil {
 				return fmt.Errorf("--cache-size: %w", err)
+			}
+			cfg.TrackerURL, cfg.OriginURL = strings.Join(trackers, ","), strings.Join(origins, ",")
+			for _, v := range keys {
+				k, err := fileinfo.ParseKey(v)
+				if err != nil {
+					return fmt.Errorf("--origin-key: %w", err)
+				}
+				cfg.OriginKeys = append(cfg.OriginKeys, k)
 			}
 			if cfg.User != "" {
 				if cfg.UserToken, err = userToken(*tokenFile); err != nil {
@@ -156,6 +161,19 @@ func caFlag(fs *flag.FlagSet, file *string, whose string) {
 
 // runUser runs "p2sp origin user add NAME --data-dir DIR": it prints the
 // new token on stdout, alone, so that a script can capture it.
+// listVar defines a flag whose values, comma-separated or repeated, are
+// appended to *p.
+func listVar(fs *flag.FlagSet, p *[]string, name, usage string) {
+	fs.Func(name, usage, func(list string) error {
+		for v := range strings.SplitSeq(list, ",") {
+			if v = strings.TrimSpace(v); v != "" {
+				*p = append(*p, v)
+			}
+		}
+		return nil
+	})
+}
+
 func runUser(args []string, stdout, stderr io.Writer) error {
 	const usage = "usage: p2sp origin user add NAME --data-dir DIR"
 	if len(args) == 0 || args[0] != "add" {

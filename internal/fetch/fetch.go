@@ -146,6 +146,10 @@ func (o *Origin) Range(ctx context.Context, path string, off, n, size int64, eta
 	want := fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, size)
 	req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, off+n-1))
 	if etag != "" && !strings.HasPrefix(etag, "W/") { // a weak tag is not allowed in If-Range
+		// If-Match: an origin that holds another version says so (412)
+		// instead of sending it whole; If-Range for one that ignores
+		// If-Match. Either way the answer's ETag is checked too.
+		req.Header.Set("If-Match", etag)
 		req.Header.Set("If-Range", etag)
 	}
 	resp, err := o.Client.Do(req)
@@ -250,6 +254,8 @@ func check(resp *http.Response, etag, want string, off, n, size int64) error {
 		return ErrNotFound
 	case http.StatusRequestedRangeNotSatisfiable:
 		return fmt.Errorf("%w: 416, the file is shorter now", ErrChanged)
+	case http.StatusPreconditionFailed:
+		return fmt.Errorf("%w: 412, the origin holds another version", ErrChanged)
 	default:
 		return fmt.Errorf("origin answered %s", resp.Status)
 	}

@@ -62,6 +62,18 @@ func TestRange(t *testing.T) {
 				w.Write(data)
 			}},
 		{name: "another version", off: 0, n: 10, etag: `"v0"`, wantErr: ErrChanged},
+		{name: "another version, If-Match ignored", off: 0, n: 10, etag: `"v0"`, wantErr: ErrChanged,
+			answer: func(w http.ResponseWriter, r *http.Request) {
+				r.Header.Del("If-Match")
+				http.ServeContent(w, r, "f.bin", fixedTime, bytes.NewReader(data))
+			}},
+		{name: "another version, If-Match honoured", off: 0, n: 10, etag: `"v0"`, wantErr: ErrChanged,
+			answer: func(w http.ResponseWriter, r *http.Request) {
+				if r.Header.Get("If-Match") != `"v0"` {
+					t.Errorf("If-Match %q, want the version asked for", r.Header.Get("If-Match"))
+				}
+				w.WriteHeader(http.StatusPreconditionFailed)
+			}},
 		{name: "another range", off: 1000, n: 10, etag: etag, wantErr: ErrChanged,
 			answer: func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Range", fmt.Sprintf("bytes 0-9/%d", size))

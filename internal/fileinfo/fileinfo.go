@@ -117,8 +117,10 @@ func (fi *Info) ComputeInfoHash() (metainfo.Hash, error) {
 }
 
 // MetaInfo returns a standard .torrent: announce is the tracker's announce
-// URL, and every origin becomes a BEP 19 web seed at /files/{Path}.
-func (fi *Info) MetaInfo(announce string) (*metainfo.MetaInfo, error) {
+// URL, and every origin becomes a BEP 19 web seed at /files/{Path}. More
+// trackers' announce URLs make a BEP 12 announce-list of one tier, announce
+// first: replicas that share their swarms, any of which will do.
+func (fi *Info) MetaInfo(announce string, more ...string) (*metainfo.MetaInfo, error) {
 	ib, err := bencode.Marshal(fi.InfoDict())
 	if err != nil {
 		return nil, fmt.Errorf("encode info dict: %w", err)
@@ -127,6 +129,9 @@ func (fi *Info) MetaInfo(announce string) (*metainfo.MetaInfo, error) {
 		Announce:  announce,
 		InfoBytes: ib,
 		CreatedBy: "p2sp",
+	}
+	if len(more) > 0 {
+		mi.AnnounceList = metainfo.AnnounceList{append([]string{announce}, more...)}
 	}
 	for _, o := range fi.Origins {
 		mi.UrlList = append(mi.UrlList, FileURL(o, fi.Path))
