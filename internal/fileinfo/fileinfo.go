@@ -97,13 +97,19 @@ func (fi *Info) TorrentName() string {
 	return path.Base(fi.Path)
 }
 
-// InfoDict is the BEP 3 single-file info dictionary.
+// InfoDict is the BEP 3 single-file info dictionary, marked private
+// (BEP 27): standard clients then find peers only through the tracker,
+// which lists only peers holding a passkey, and never through DHT or PEX.
+// The flag is inside the dictionary, so it is part of the infohash that
+// the origin signs: everything that builds a torrent builds it here.
 func (fi *Info) InfoDict() metainfo.Info {
+	private := true
 	return metainfo.Info{
 		Name:        fi.TorrentName(),
 		Length:      fi.Size,
 		PieceLength: fi.PieceLength,
 		Pieces:      fi.Pieces,
+		Private:     &private,
 	}
 }
 
