@@ -55,11 +55,19 @@ func rawHash(t testing.TB, hexHash string) string {
 	return string(b)
 }
 
-// announceRaw sends GET /announce?query and decodes the answer, which
-// must be a bencoded dictionary with status 200 whatever the query.
+// announceRaw sends GET /announce/<tr.Passkey>?query and decodes the
+// answer, which must be a bencoded dictionary with status 200 whatever the
+// query.
 func announceRaw(t *testing.T, tr *testTracker, query string) annResp {
 	t.Helper()
-	st, b := do(t, "GET", tr.URL+"/announce?"+query, "", nil)
+	return announceTo(t, AnnounceURL(tr.URL, tr.Passkey)+"?"+query)
+}
+
+// announceTo sends GET u and decodes the answer as announceRaw does.
+func announceTo(t *testing.T, u string) annResp {
+	t.Helper()
+	query := u
+	st, b := do(t, "GET", u, "", nil)
 	if st != http.StatusOK {
 		t.Fatalf("announce %q: status %d", query, st)
 	}
@@ -124,7 +132,7 @@ func TestAnnounceSwarm(t *testing.T) {
 
 	// Non-compact answers list dictionaries with ip, port and peer id.
 	announce(t, tr, ih, "b", 7002, "event=started&left=5")
-	st, body := do(t, "GET", tr.URL+"/announce?"+fmt.Sprintf("info_hash=%s&peer_id=%s&port=7001&left=0&compact=0",
+	st, body := do(t, "GET", AnnounceURL(tr.URL, tr.Passkey)+"?"+fmt.Sprintf("info_hash=%s&peer_id=%s&port=7001&left=0&compact=0",
 		url.QueryEscape(rawHash(t, ih)), url.QueryEscape(peerID("a"))), "", nil)
 	var nc struct {
 		Peers []struct {
@@ -183,7 +191,7 @@ func TestAnnounceWithAnacrolixClient(t *testing.T) {
 	mustRegister(t, tr, fi)
 	announce(t, tr, fi.InfoHash, "seed", 6999, "left=0")
 
-	u, _ := url.Parse(tr.URL + "/announce")
+	u, _ := url.Parse(AnnounceURL(tr.URL, tr.Passkey))
 	cl := httpTracker.NewClient(u, httpTracker.NewClientOpts{})
 	defer cl.Close()
 	var req udp.AnnounceRequest
@@ -239,14 +247,16 @@ func TestAnnounceBadInput(t *testing.T) {
 		{"port 99999", "info_hash=" + ih + "&peer_id=" + id + "&port=99999&left=0", "port"},
 		{"port abc", "info_hash=" + ih + "&peer_id=" + id + "&port=abc&left=0", "port"},
 		{"missing port", "info_hash=" + ih + "&peer_id=" + id + "&left=0", "port is missing"},
-		{"negative left", "info_hash=" + ih + "&peer_id=" + id + "&port=1&left=-1", "left"},
-		{"missing left", "info_hash=" + ih + "&peer_id=" + id + "&port=1", "left is missing"},
+		{"port of a system service", "info_hash=" + ih + "&peer_id=" + id + "&port=22&left=0", "port is not in 1024..65535"},
+		{"port 1023", "info_hash=" + ih + "&peer_id=" + id + "&port=1023&left=0", "port is not in 1024..65535"},
+		{"negative left", "info_hash=" + ih + "&peer_id=" + id + "&port=1024&left=-1", "left"},
+		{"missing left", "info_hash=" + ih + "&peer_id=" + id + "&port=1024", "left is missing"},
 		{"uploaded abc", ok + "&uploaded=abc", "uploaded"},
 		{"unknown event", ok + "&event=paused", "unknown event"},
 		{"numwant abc", ok + "&numwant=abc", "numwant"},
 		{"compact 2", ok + "&compact=2", "compact"},
 		{"bad escape", ok + "&x=%zz", "malformed"},
-		{"unregistered", "info_hash=" + url.QueryEscape(strings.Repeat("z", 20)) + "&peer_id=" + id + "&port=1&left=0", "unregistered torrent"},
+		{"unregistered", "info_hash=" + url.QueryEscape(strings.Repeat("z", 20)) + "&peer_id=" + id + "&port=1024&left=0", "unregistered torrent"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := announceRaw(t, tr, tc.query)
@@ -258,7 +268,7 @@ func TestAnnounceBadInput(t *testing.T) {
 	if r := announceRaw(t, tr, ok); r.Failure != "" {
 		t.Fatalf("good announce failed: %q", r.Failure)
 	}
-	waitMetric(t, tr, `p2sp_tracker_announces_total{result="failed"} 17`, time.Second)
+	waitMetric(t, tr, `p2sp_tracker_announces_total{result="failed"} 19`, time.Second)
 	waitMetric(t, tr, `p2sp_tracker_announces_total{result="unregistered"} 1`, time.Second)
 	waitMetric(t, tr, `p2sp_tracker_announces_total{result="ok"} 1`, time.Second)
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -117,13 +118,29 @@ func (s *Server) listFiles(c *gin.Context) error {
 }
 
 // getTorrent answers a file's BEP 3 .torrent, announcing to this tracker
-// with the origins as BEP 19 web seeds.
+// with the origins as BEP 19 web seeds. With ?passkey=KEY (a live one) its
+// announce URL carries KEY, which is how a standard client (aria2c,
+// transmission) joins the private swarm; without, it announces to the bare
+// /announce, which says that a passkey is needed, and downloads from the
+// web seeds alone.
 func (s *Server) getTorrent(c *gin.Context) error {
 	fi, err := s.lookup(c)
 	if err != nil {
 		return err
 	}
-	mi, err := fi.MetaInfo(s.announceURL(c.Request))
+	passkey := c.Query("passkey")
+	if passkey != "" {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+		defer cancel()
+		_, ok, err := s.store.Passkey(ctx, passkeyID(passkey))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return httpapi.Errorf(http.StatusForbidden, "%w", errUnknownPasskey)
+		}
+	}
+	mi, err := fi.MetaInfo(s.announceURL(c.Request, passkey))
 	if err != nil {
 		return fmt.Errorf("torrent of %s: %w", fi.Path, err)
 	}
@@ -137,16 +154,27 @@ func (s *Server) getTorrent(c *gin.Context) error {
 	return nil
 }
 
-// announceURL is this tracker's announce URL as the client should see it.
-func (s *Server) announceURL(r *http.Request) string {
-	if s.cfg.PublicURL != "" {
-		return s.cfg.PublicURL + "/announce"
+// announceURL is this tracker's announce URL for passkey ("": none) as
+// the client should see it.
+func (s *Server) announceURL(r *http.Request, passkey string) string {
+	base := s.cfg.PublicURL
+	if base == "" {
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		base = scheme + "://" + r.Host
 	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
+	return AnnounceURL(base, passkey)
+}
+
+// AnnounceURL is the announce URL of the tracker at base URL trackerURL
+// for passkey: /announce/<passkey>, or the bare /announce without one.
+func AnnounceURL(trackerURL, passkey string) string {
+	if passkey == "" {
+		return trackerURL + "/announce"
 	}
-	return scheme + "://" + r.Host + "/announce"
+	return trackerURL + "/announce/" + url.PathEscape(passkey)
 }
 
 // parseHash decodes a 40-digit hex infohash.
