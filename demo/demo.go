@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -92,8 +93,10 @@ type Service struct {
 	URL string
 	// Registry holds the component's metrics (renewed on restart).
 	Registry *prometheus.Registry
-	// Proxy is set for proxies.
-	Proxy *proxy.Server
+	// Proxy and Passkey (its credential on the tracker) are set for
+	// proxies.
+	Proxy   *proxy.Server
+	Passkey string
 
 	addr  string
 	start func(ctx context.Context, s *Service, ln net.Listener) (stop func() error, err error)
@@ -182,15 +185,28 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	return c, nil
 }
 
-// AddProxy starts one more proxy with its own cache directory.
+// IssuePasskey has the tracker issue a passkey named name, as its operator
+// would ("p2sp tracker passkey add").
+func (c *Cluster) IssuePasskey(ctx context.Context, name string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return tracker.IssuePasskey(ctx, http.DefaultClient, c.Tracker.URL, c.Token, name)
+}
+
+// AddProxy starts one more proxy with its own cache directory and its own
+// passkey (named after it).
 func (c *Cluster) AddProxy(ctx context.Context, cacheSize int64, log *slog.Logger) (*Service, error) {
 	name := "proxy" + strconv.Itoa(len(c.Proxies)+1)
 	cacheDir := filepath.Join(c.Dir, name)
 	btAddr := "127.0.0.1:0"
-	s := &Service{Name: name, start: func(ctx context.Context, s *Service, ln net.Listener) (func() error, error) {
+	passkey, err := c.IssuePasskey(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{Name: name, Passkey: passkey, start: func(ctx context.Context, s *Service, ln net.Listener) (func() error, error) {
 		p, err := proxy.New(proxy.Config{
 			TrackerURL: c.Tracker.URL, OriginURL: c.Origin.URL, OriginKeys: []ed25519.PublicKey{c.OriginKey},
-			CacheDir: cacheDir, CacheSize: cacheSize,
+			CacheDir: cacheDir, CacheSize: cacheSize, Passkey: passkey,
 			BTListen: btAddr, User: c.User, UserToken: c.UserToken, Registry: s.Registry, Logger: log,
 		})
 		if err != nil {

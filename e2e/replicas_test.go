@@ -42,8 +42,9 @@ func TestTrackerReplicasOnRedis(t *testing.T) {
 	waitInfoAt(t, trA.URL, path, "")
 
 	proxyArgs := func(tracker string, btPort int) []string {
-		return []string{"--tracker", tracker, "--origin", origin.URL, "--cache-dir", t.TempDir(),
-			"--bt-listen", "127.0.0.1:" + strconv.Itoa(btPort), "--log-level", "warn"}
+		// Issued by one replica, honoured by both.
+		return append(passkeyArgs(t, trB.URL, "replicas-test-token", "replicas"), "--tracker", tracker, "--origin", origin.URL,
+			"--cache-dir", t.TempDir(), "--bt-listen", "127.0.0.1:"+strconv.Itoa(btPort), "--log-level", "warn")
 	}
 	bt1 := freePort(t)
 	p1 := startProxyProc(t, bin, loopbackAddr(t), proxyArgs(trA.URL, bt1)...)

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/p2sp/p2sp/internal/fileinfo"
 	"github.com/p2sp/p2sp/internal/swarm"
 )
 
@@ -51,7 +52,7 @@ type announced struct {
 func (s *Server) announceLoop() {
 	tick := time.NewTicker(announceTick)
 	defer tick.Stop()
-	url := s.cfg.TrackerURL + "/announce"
+	url := fileinfo.AnnounceURL(s.cfg.TrackerURL, s.cfg.Passkey)
 	sem := make(chan struct{}, announceParallel)
 	results := make(chan announced)
 	inflight := map[*file]bool{}

@@ -61,6 +61,10 @@ type Config struct {
 	// Both empty turns the lists off; the page still plays.
 	User      string
 	UserToken string
+	// Passkey is this proxy's credential on the tracker, which lists only
+	// peers that announced with a passkey it issued. Empty: the tracker
+	// refuses the announces, and the proxy streams from the origin alone.
+	Passkey string
 	// Registry receives the proxy's metrics; nil makes a new one.
 	Registry *prometheus.Registry
 	// HTTPClient talks to the origin and the tracker; nil makes one with

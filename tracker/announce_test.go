@@ -14,6 +14,8 @@ import (
 	"github.com/anacrolix/torrent/bencode"
 	httpTracker "github.com/anacrolix/torrent/tracker/http"
 	"github.com/anacrolix/torrent/tracker/udp"
+
+	"github.com/p2sp/p2sp/internal/fileinfo"
 )
 
 // annResp is an announce answer as a client decodes it.
@@ -60,7 +62,7 @@ func rawHash(t testing.TB, hexHash string) string {
 // query.
 func announceRaw(t *testing.T, tr *testTracker, query string) annResp {
 	t.Helper()
-	return announceTo(t, AnnounceURL(tr.URL, tr.Passkey)+"?"+query)
+	return announceTo(t, fileinfo.AnnounceURL(tr.URL, tr.Passkey)+"?"+query)
 }
 
 // announceTo sends GET u and decodes the answer as announceRaw does.
@@ -132,7 +134,7 @@ func TestAnnounceSwarm(t *testing.T) {
 
 	// Non-compact answers list dictionaries with ip, port and peer id.
 	announce(t, tr, ih, "b", 7002, "event=started&left=5")
-	st, body := do(t, "GET", AnnounceURL(tr.URL, tr.Passkey)+"?"+fmt.Sprintf("info_hash=%s&peer_id=%s&port=7001&left=0&compact=0",
+	st, body := do(t, "GET", fileinfo.AnnounceURL(tr.URL, tr.Passkey)+"?"+fmt.Sprintf("info_hash=%s&peer_id=%s&port=7001&left=0&compact=0",
 		url.QueryEscape(rawHash(t, ih)), url.QueryEscape(peerID("a"))), "", nil)
 	var nc struct {
 		Peers []struct {
@@ -191,7 +193,7 @@ func TestAnnounceWithAnacrolixClient(t *testing.T) {
 	mustRegister(t, tr, fi)
 	announce(t, tr, fi.InfoHash, "seed", 6999, "left=0")
 
-	u, _ := url.Parse(AnnounceURL(tr.URL, tr.Passkey))
+	u, _ := url.Parse(fileinfo.AnnounceURL(tr.URL, tr.Passkey))
 	cl := httpTracker.NewClient(u, httpTracker.NewClientOpts{})
 	defer cl.Close()
 	var req udp.AnnounceRequest

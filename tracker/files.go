@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -165,16 +164,7 @@ func (s *Server) announceURL(r *http.Request, passkey string) string {
 		}
 		base = scheme + "://" + r.Host
 	}
-	return AnnounceURL(base, passkey)
-}
-
-// AnnounceURL is the announce URL of the tracker at base URL trackerURL
-// for passkey: /announce/<passkey>, or the bare /announce without one.
-func AnnounceURL(trackerURL, passkey string) string {
-	if passkey == "" {
-		return trackerURL + "/announce"
-	}
-	return trackerURL + "/announce/" + url.PathEscape(passkey)
+	return fileinfo.AnnounceURL(base, passkey)
 }
 
 // parseHash decodes a 40-digit hex infohash.

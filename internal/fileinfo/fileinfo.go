@@ -145,6 +145,17 @@ func FileURL(origin, p string) string {
 	return strings.TrimRight(origin, "/") + "/files/" + EscapePath(p)
 }
 
+// AnnounceURL is the announce URL of the tracker at base URL tracker for
+// passkey: /announce/<passkey>, the private-tracker form that any client
+// (aria2c, transmission) uses as it is, or the bare /announce, which the
+// tracker answers only with a failure saying that a passkey is needed.
+func AnnounceURL(tracker, passkey string) string {
+	if passkey == "" {
+		return strings.TrimRight(tracker, "/") + "/announce"
+	}
+	return strings.TrimRight(tracker, "/") + "/announce/" + url.PathEscape(passkey)
+}
+
 // EscapePath escapes each element of a slash-separated path for a URL.
 func EscapePath(p string) string {
 	parts := strings.Split(p, "/")
