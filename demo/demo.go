@@ -58,6 +58,9 @@ type Config struct {
 	CacheSize int64
 	// AnnounceInterval is the tracker's (0: its default).
 	AnnounceInterval time.Duration
+	// PeersPerAddr is the tracker's cap on one address's peers in a swarm
+	// (0: its default).
+	PeersPerAddr int
 	// ScanInterval is the origin's media scan period (0: its default).
 	ScanInterval time.Duration
 	// Timeouts are the tracker's and the origin's (zero: their defaults).
@@ -152,7 +155,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	c.Tracker = &Service{Name: "tracker", start: func(ctx context.Context, s *Service, ln net.Listener) (func() error, error) {
 		tr, err := tracker.New(ctx, tracker.Config{
 			DataDir: filepath.Join(c.Dir, "tracker"), Token: c.Token, PublicURL: httpapi.URL(ln),
-			AnnounceInterval: cfg.AnnounceInterval, Registry: s.Registry, Logger: log.With("component", "tracker"),
+			AnnounceInterval: cfg.AnnounceInterval, PeersPerAddr: cfg.PeersPerAddr, Registry: s.Registry, Logger: log.With("component", "tracker"),
 			Timeouts: cfg.Timeouts,
 		})
 		if err != nil {
