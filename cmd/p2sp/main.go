@@ -279,6 +279,12 @@ func runDemo(ctx context.Context, cfg demo.Config, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "\nThe player page (user %q):\n\n  %s/\n", c.User, c.Proxies[0].URL)
 		fmt.Fprintf(stdout, "\nOr open in any player:\n\n  %s/stream/%s\n\n", c.Proxies[0].URL, demo.SampleName)
 	}
+	pk, err := c.IssuePasskey(ctx, "bittorrent-client")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "A .torrent for aria2c or transmission (its announce URL carries a passkey):\n\n  %s/v1/torrents/%s?passkey=%s\n\n",
+		c.Tracker.URL, demo.SampleName, pk)
 	<-ctx.Done()
 	return nil
 }
