@@ -162,18 +162,9 @@ func runUser(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("p2sp origin user add", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data-dir", "", "the origin's data directory (required)")
-	args = args[1:]
-	var name string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		name, args = args[0], args[1:]
-	}
-	if err := fs.Parse(args); err != nil {
+	name, err := parseName(fs, args[1:], usage)
+	if err != nil {
 		return err
-	}
-	if name == "" && fs.NArg() == 1 {
-		name = fs.Arg(0)
-	} else if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q; %s", fs.Args(), usage)
 	}
 	if name == "" || *dataDir == "" {
 		return errors.New(usage)
@@ -185,6 +176,24 @@ func runUser(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintln(stdout, token)
 	fmt.Fprintf(stderr, "user %s: token above (shown once; only its hash is kept). Give it to the proxy with --user %s --user-token-file FILE or P2SP_USER_TOKEN.\n", name, name)
 	return nil
+}
+
+// parseName parses a subcommand's arguments: one NAME, before or after
+// fs's flags.
+func parseName(fs *flag.FlagSet, args []string, usage string) (string, error) {
+	var name string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return "", err
+	}
+	if name == "" && fs.NArg() == 1 {
+		name = fs.Arg(0)
+	} else if fs.NArg() > 0 {
+		return "", fmt.Errorf("unexpected arguments %q; %s", fs.Args(), usage)
+	}
+	return name, nil
 }
 
 // errNoSecret: neither the file flag nor the environment variable gives
@@ -224,18 +233,9 @@ func runPasskey(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("p2sp tracker passkey "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	trackerURL := fs.String("tracker", "", "the tracker's base URL (required)")
-	args = args[1:]
-	var name string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		name, args = args[0], args[1:]
-	}
-	if err := fs.Parse(args); err != nil {
+	name, err := parseName(fs, args[1:], usage)
+	if err != nil {
 		return err
-	}
-	if name == "" && fs.NArg() == 1 {
-		name = fs.Arg(0)
-	} else if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q; %s", fs.Args(), usage)
 	}
 	if name == "" || *trackerURL == "" {
 		return errors.New(usage)
