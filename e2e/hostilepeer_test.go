@@ -78,7 +78,7 @@ func TestHostilePeer(t *testing.T) {
 				t.Fatal(err)
 			}
 			hp.announce(t, fileinfo.AnnounceURL(c.Tracker.URL, pk))
-			waitAnnounced(t, c.Tracker.URL, path, hp.port(), 10*time.Second)
+			waitAnnounced(t, c.Tracker.URL, c.Token, path, hp.port(), 10*time.Second)
 
 			p := startTestProxy(t, c, proxy.Config{PeerGrace: 100 * time.Millisecond, StallTimeout: 30 * time.Second})
 			u := p.URL + "/stream/" + fileinfo.EscapePath(path)

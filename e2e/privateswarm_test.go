@@ -83,7 +83,7 @@ func TestStrangersCannotDiluteTheSwarm(t *testing.T) {
 				t.Fatal("the real peer: bytes differ")
 			}
 			waitComplete(t, real, path)
-			waitAnnounced(t, c.Tracker.URL, path, real.Proxy.BTPort(), 10*time.Second)
+			waitAnnounced(t, c.Tracker.URL, c.Token, path, real.Proxy.BTPort(), 10*time.Second)
 
 			refused := 0
 			for i, port := range tp.ports {
@@ -91,7 +91,7 @@ func TestStrangersCannotDiluteTheSwarm(t *testing.T) {
 					refused++
 				}
 			}
-			listed := tarpitListed(t, c.Tracker.URL, path)
+			listed := tarpitListed(t, c, path)
 			t.Logf("%d fake announces: %d refused, %d tarpit peers listed", fakes, refused, listed)
 			if listed > tc.listed || (tc.passkey && listed < min(tc.listed, tracker.MaxNumWant)) {
 				t.Fatalf("the tracker lists %d tarpit peers, want %d", listed, tc.listed)
@@ -158,9 +158,9 @@ type annAnswer struct {
 
 // tarpitListed counts the peers at strangerAddr in the tracker's file info,
 // which lists up to 200 of a swarm's peers.
-func tarpitListed(t *testing.T, trackerURL, path string) int {
+func tarpitListed(t *testing.T, c *demo.Cluster, path string) int {
 	t.Helper()
-	fi := waitInfoAt(t, trackerURL, path, "")
+	fi := waitInfo(t, c, path, "")
 	n := 0
 	for _, p := range fi.Peers {
 		if a, err := netip.ParseAddr(p.IP); err == nil && a.String() == strangerAddr {

@@ -75,7 +75,7 @@ func New(cfg Config) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		cfg: cfg, log: cfg.Logger.With("component", "proxy"),
-		tracker: &trackerClient{base: cfg.TrackerURL, client: cfg.HTTPClient},
+		tracker: &trackerClient{base: cfg.TrackerURL, passkey: cfg.Passkey, client: cfg.HTTPClient},
 		// An origin silent mid-body for a third of the stall timeout is
 		// given up on and asked again, before the waiting player's own
 		// stall timeout.

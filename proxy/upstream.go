@@ -21,9 +21,10 @@ var errUnknownFile = errors.New("file not registered with the tracker")
 
 // trackerClient asks the tracker for file info.
 type trackerClient struct {
-	base   string
-	client *http.Client
-	trust  *trust
+	base    string
+	passkey string // the tracker lists a swarm's peers to its members only
+	client  *http.Client
+	trust   *trust
 }
 
 // lookupTimeout bounds a tracker lookup: the player is waiting.
@@ -42,6 +43,9 @@ func (tc *trackerClient) fileInfo(ctx context.Context, path string) (*fileinfo.I
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, tc.base+"/v1/files/"+fileinfo.EscapePath(path), nil)
 	if err != nil {
 		return nil, fmt.Errorf("tracker lookup %s: %w", path, err)
+	}
+	if tc.passkey != "" {
+		req.Header.Set(fileinfo.PasskeyHeader, tc.passkey)
 	}
 	resp, err := tc.client.Do(req)
 	if err != nil {

@@ -3,6 +3,7 @@ package tracker
 import (
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -150,12 +151,35 @@ func TestAnnounceSwarm(t *testing.T) {
 		t.Fatalf("non-compact peers %+v", nc.Peers)
 	}
 
-	// The file-info answer carries the live peers.
-	st, body = do(t, "GET", tr.URL+"/v1/files/v/clip.mp4", "", nil)
-	if st != 200 || !strings.Contains(string(body), `"peers":[`) ||
-		!strings.Contains(string(body), `{"ip":"127.0.0.1","port":7001}`) ||
-		!strings.Contains(string(body), `{"ip":"127.0.0.1","port":7002}`) {
-		t.Fatalf("file info peers: %d %s", st, body)
+	// The file-info answer carries the live peers, for the swarm's
+	// members and the operator only: who watches what is nobody else's
+	// business.
+	for _, tc := range []struct {
+		name, header, value string
+		status              int
+		peers               bool
+	}{
+		{"anyone", "", "", http.StatusOK, false},
+		{"a member", fileinfo.PasskeyHeader, tr.Passkey, http.StatusOK, true},
+		{"a guessed passkey", fileinfo.PasskeyHeader, "guessed", http.StatusOK, false},
+		{"the operator", "Authorization", "Bearer " + testToken, http.StatusOK, true},
+		{"a wrong token", "Authorization", "Bearer wrong", http.StatusUnauthorized, false},
+	} {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, tr.URL+"/v1/files/v/clip.mp4", nil)
+		if tc.header != "" {
+			req.Header.Set(tc.header, tc.value)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		listed := strings.Contains(string(body), `{"ip":"127.0.0.1","port":7001}`) &&
+			strings.Contains(string(body), `{"ip":"127.0.0.1","port":7002}`)
+		if resp.StatusCode != tc.status || listed != tc.peers || (!tc.peers && strings.Contains(string(body), `"peers"`)) {
+			t.Errorf("file info for %s: %d, peers listed %v (want %d, %v): %s", tc.name, resp.StatusCode, listed, tc.status, tc.peers, body)
+		}
 	}
 
 	// Scrape counts what the announces left behind; unknown hashes are

@@ -105,13 +105,7 @@ func (s *boltStore) AddPasskey(_ context.Context, c Credential) error {
 }
 
 func (s *boltStore) Passkey(_ context.Context, id credID) (Credential, bool, error) {
-	all, err := s.reg.passkeys()
-	for _, c := range all {
-		if c.ID == id {
-			return c, true, err
-		}
-	}
-	return Credential{}, false, err
+	return s.reg.passkey(id)
 }
 
 func (s *boltStore) Passkeys(context.Context) ([]Credential, error) {

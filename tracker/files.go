@@ -78,7 +78,8 @@ func (s *Server) lookup(c *gin.Context) (*fileinfo.Info, error) {
 	return fi, err
 }
 
-// getFile answers a file's info with its current peers.
+// getFile answers a file's info, with its current peers for a member of
+// its swarm.
 func (s *Server) getFile(c *gin.Context) error {
 	fi, err := s.lookup(c)
 	if err != nil {
@@ -90,15 +91,37 @@ func (s *Server) getFile(c *gin.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
 	defer cancel()
-	peers, err := s.store.Peers(ctx, h, MaxNumWant)
+	member, err := s.mayListPeers(ctx, c)
 	if err != nil {
-		return fmt.Errorf("peers of %s: %w", fi.Path, err)
+		return err
 	}
-	for _, p := range peers {
-		fi.Peers = append(fi.Peers, fileinfo.Peer{IP: p.addr.Addr().String(), Port: int(p.addr.Port())})
+	if member {
+		peers, err := s.store.Peers(ctx, h, MaxNumWant)
+		if err != nil {
+			return fmt.Errorf("peers of %s: %w", fi.Path, err)
+		}
+		for _, p := range peers {
+			fi.Peers = append(fi.Peers, fileinfo.Peer{IP: p.addr.Addr().String(), Port: int(p.addr.Port())})
+		}
 	}
 	c.JSON(http.StatusOK, fi)
 	return nil
+}
+
+// mayListPeers reports whether the caller may see who is in a swarm (who
+// watches what): a member, with a live passkey in fileinfo.PasskeyHeader,
+// or the operator, with the token (a wrong one is refused and counted as
+// on every authenticated request).
+func (s *Server) mayListPeers(ctx context.Context, c *gin.Context) (bool, error) {
+	if pk := c.GetHeader(fileinfo.PasskeyHeader); pk != "" && len(pk) <= maxPasskeyLen {
+		if _, ok, err := s.store.Passkey(ctx, passkeyID(pk)); err != nil || ok {
+			return ok, err
+		}
+	}
+	if c.GetHeader("Authorization") == "" {
+		return false, nil
+	}
+	return true, s.requireToken(c)
 }
 
 // listFiles answers every registered info, without peers.

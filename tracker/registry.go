@@ -145,6 +145,23 @@ func (r *registry) passkeys() ([]Credential, error) {
 	return out, err
 }
 
+// passkey returns the stored credential id, ok false when there is none.
+func (r *registry) passkey(id credID) (c Credential, ok bool, err error) {
+	err = r.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(passkeysBucket).Get(id[:])
+		if v == nil {
+			return nil
+		}
+		ok = true
+		return json.Unmarshal(v, &c)
+	})
+	if err != nil {
+		return Credential{}, false, fmt.Errorf("look up passkey: %w", err)
+	}
+	c.ID = id
+	return c, ok, nil
+}
+
 // deletePasskeys removes the credentials ids.
 func (r *registry) deletePasskeys(ids []credID) error {
 	err := r.db.Update(func(tx *bolt.Tx) error {

@@ -145,6 +145,10 @@ func FileURL(origin, p string) string {
 	return strings.TrimRight(origin, "/") + "/files/" + EscapePath(p)
 }
 
+// PasskeyHeader carries a passkey on the tracker's file-info requests:
+// the peers of a swarm are listed only to its members (and the operator).
+const PasskeyHeader = "X-P2sp-Passkey"
+
 // AnnounceURL is the announce URL of the tracker at base URL tracker for
 // passkey: /announce/<passkey>, the private-tracker form that any client
 // (aria2c, transmission) uses as it is, or the bare /announce, which the
