@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -57,6 +58,9 @@ type Config struct {
 	CacheSize int64
 	// AnnounceInterval is the tracker's (0: its default).
 	AnnounceInterval time.Duration
+	// PeersPerAddr is the tracker's cap on one address's peers in a swarm
+	// (0: its default).
+	PeersPerAddr int
 	// ScanInterval is the origin's media scan period (0: its default).
 	ScanInterval time.Duration
 	// Timeouts are the tracker's and the origin's (zero: their defaults).
@@ -104,8 +108,10 @@ type Service struct {
 	URL string
 	// Registry holds the component's metrics (renewed on restart).
 	Registry *prometheus.Registry
-	// Proxy is set for proxies.
-	Proxy *proxy.Server
+	// Proxy and Passkey (its credential on the tracker) are set for
+	// proxies.
+	Proxy   *proxy.Server
+	Passkey string
 
 	addr  string
 	https bool
@@ -163,7 +169,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	c.Tracker = &Service{Name: "tracker", https: c.tls != nil, start: func(ctx context.Context, s *Service, ln net.Listener) (func() error, error) {
 		tr, err := tracker.New(ctx, tracker.Config{
 			DataDir: filepath.Join(c.Dir, "tracker"), Token: c.Token, PublicURL: s.URL,
-			AnnounceInterval: cfg.AnnounceInterval, Registry: s.Registry, Logger: log.With("component", "tracker"),
+			AnnounceInterval: cfg.AnnounceInterval, PeersPerAddr: cfg.PeersPerAddr, Registry: s.Registry, Logger: log.With("component", "tracker"),
 			Timeouts: cfg.Timeouts, TLSCert: tlsFiles.CertFile, TLSKey: tlsFiles.KeyFile,
 		})
 		if err != nil {
@@ -197,16 +203,29 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	return c, nil
 }
 
-// AddProxy starts one more proxy with its own cache directory.
+// IssuePasskey has the tracker issue a passkey named name, as its operator
+// would ("p2sp tracker passkey add").
+func (c *Cluster) IssuePasskey(ctx context.Context, name string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return tracker.IssuePasskey(ctx, http.DefaultClient, c.Tracker.URL, c.Token, name)
+}
+
+// AddProxy starts one more proxy with its own cache directory and its own
+// passkey (named after it).
 func (c *Cluster) AddProxy(ctx context.Context, cacheSize int64, log *slog.Logger) (*Service, error) {
 	name := "proxy" + strconv.Itoa(len(c.Proxies)+1)
 	cacheDir := filepath.Join(c.Dir, name)
 	btAddr := "127.0.0.1:0"
+	passkey, err := c.IssuePasskey(ctx, name)
+	if err != nil {
+		return nil, err
+	}
 	tlsFiles := c.tlsFiles()
-	s := &Service{Name: name, https: c.tls != nil, start: func(ctx context.Context, s *Service, ln net.Listener) (func() error, error) {
+	s := &Service{Name: name, Passkey: passkey, https: c.tls != nil, start: func(ctx context.Context, s *Service, ln net.Listener) (func() error, error) {
 		p, err := proxy.New(proxy.Config{
 			TrackerURL: c.Tracker.URL, OriginURL: c.Origin.URL, OriginKeys: []ed25519.PublicKey{c.OriginKey},
-			CacheDir: cacheDir, CacheSize: cacheSize,
+			CacheDir: cacheDir, CacheSize: cacheSize, Passkey: passkey,
 			BTListen: btAddr, User: c.User, UserToken: c.UserToken, Registry: s.Registry, Logger: log,
 			TLSCert: tlsFiles.CertFile, TLSKey: tlsFiles.KeyFile, CAFile: tlsFiles.CAFile,
 		})

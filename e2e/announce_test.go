@@ -100,7 +100,7 @@ func TestAnnounceBlackHoledTracker(t *testing.T) {
 		waitInfo(t, c, path, "")
 		mustGet(t, p.URL+"/stream/"+fileinfo.EscapePath(path), "", http.StatusOK)
 		waitCompleteAt(t, p.URL, path)
-		waitAnnounced(t, c.Tracker.URL, path, port, 10*time.Second)
+		waitAnnounced(t, c.Tracker.URL, c.Token, path, port, 10*time.Second)
 	}
 	if err := p.Stop(); err != nil {
 		t.Fatal(err)

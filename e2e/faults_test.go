@@ -42,7 +42,7 @@ func TestFaultBadPeer(t *testing.T) {
 	}
 	waitComplete(t, p1, path)
 	// proxy1 is in the swarm the tracker tells the next proxies of.
-	waitAnnounced(t, c.Tracker.URL, path, p1.Proxy.BTPort(), 10*time.Second)
+	waitAnnounced(t, c.Tracker.URL, c.Token, path, p1.Proxy.BTPort(), 10*time.Second)
 
 	// Rot: flip bytes in place in several pieces of proxy1's data file,
 	// behind its back.
@@ -242,7 +242,7 @@ func TestOriginAwayMidStream(t *testing.T) {
 	p1, p2 := c.Proxies[0], c.Proxies[1]
 	mustGet(t, streamURL(p1, held), "", http.StatusOK)
 	waitComplete(t, p1, held)
-	waitAnnounced(t, c.Tracker.URL, held, p1.Proxy.BTPort(), 10*time.Second)
+	waitAnnounced(t, c.Tracker.URL, c.Token, held, p1.Proxy.BTPort(), 10*time.Second)
 
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
@@ -311,7 +311,7 @@ func TestTrackerAway(t *testing.T) {
 		t.Fatal("proxy1, first MiB: bytes differ")
 	}
 	port := p1.Proxy.BTPort()
-	waitAnnounced(t, c.Tracker.URL, "tr/begun.bin", port, 10*time.Second)
+	waitAnnounced(t, c.Tracker.URL, c.Token, "tr/begun.bin", port, 10*time.Second)
 
 	if err := c.Tracker.Stop(); err != nil {
 		t.Fatal(err)
@@ -332,29 +332,25 @@ func TestTrackerAway(t *testing.T) {
 		t.Fatal(err)
 	}
 	t0 := time.Now()
-	if !announced(t, c.Tracker.URL, "tr/begun.bin", port, 5*interval) {
+	if !announced(t, c.Tracker.URL, c.Token, "tr/begun.bin", port, 5*interval) {
 		t.Fatalf("proxy1 (BitTorrent port %d) did not announce tr/begun.bin to the returned tracker within %s (announce interval %s)",
 			port, time.Since(t0).Round(time.Millisecond), interval)
 	}
 	t.Logf("proxy1 announced again %s after the tracker returned", time.Since(t0).Round(time.Millisecond))
 }
 
-// announced polls the tracker until it lists a peer on port for path.
-// announced polls the tracker at trackerURL until it lists a peer on port
-// for path.
-func announced(t *testing.T, trackerURL, path string, port int, within time.Duration) bool {
+// announced polls the tracker at trackerURL (as the operator, with token,
+// to whom it lists a swarm's peers) until it lists a peer on port for
+// path, at most for within.
+func announced(t *testing.T, trackerURL, token, path string, port int, within time.Duration) bool {
 	t.Helper()
-	client := &http.Client{Timeout: time.Second}
 	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		resp, err := client.Get(trackerURL + "/v1/files/" + fileinfo.EscapePath(path))
+		fi, err := trackerInfo(t, http.DefaultClient, trackerURL, token, path)
 		if err != nil {
 			continue
 		}
-		var fi fileinfo.Info
-		ok := resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&fi) == nil
-		resp.Body.Close()
 		for _, p := range fi.Peers {
-			if ok && p.Port == port {
+			if p.Port == port {
 				return true
 			}
 		}
@@ -362,9 +358,9 @@ func announced(t *testing.T, trackerURL, path string, port int, within time.Dura
 	return false
 }
 
-func waitAnnounced(t *testing.T, trackerURL, path string, port int, within time.Duration) {
+func waitAnnounced(t *testing.T, trackerURL, token, path string, port int, within time.Duration) {
 	t.Helper()
-	if !announced(t, trackerURL, path, port, within) {
+	if !announced(t, trackerURL, token, path, port, within) {
 		t.Fatalf("the tracker never listed the peer on port %d for %s", port, path)
 	}
 }

@@ -84,33 +84,56 @@ func putFile(t *testing.T, dir, name string, data []byte) {
 // (any version when sum is empty).
 func waitInfo(t *testing.T, c *demo.Cluster, path, sum string) *fileinfo.Info {
 	t.Helper()
-	return waitInfoAt(t, c.Tracker.URL, path, sum)
+	return waitInfoAt(t, c.Tracker.URL, c.Token, path, sum)
 }
 
-// waitInfoAt is waitInfo on the tracker at trackerURL.
-func waitInfoAt(t *testing.T, trackerURL, path, sum string) *fileinfo.Info {
+// waitInfoAt is waitInfo on the tracker at trackerURL, as the operator
+// (with its token: the answer lists the swarm's peers) or, with token "",
+// as anyone.
+func waitInfoAt(t *testing.T, trackerURL, token, path, sum string) *fileinfo.Info {
 	t.Helper()
-	return waitInfoWith(t, http.DefaultClient, trackerURL, path, sum)
+	return waitInfoWith(t, http.DefaultClient, trackerURL, token, path, sum)
 }
 
 // waitInfoWith is waitInfoAt asking with client.
-func waitInfoWith(t *testing.T, client *http.Client, trackerURL, path, sum string) *fileinfo.Info {
+func waitInfoWith(t *testing.T, client *http.Client, trackerURL, token, path, sum string) *fileinfo.Info {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := client.Get(trackerURL + "/v1/files/" + fileinfo.EscapePath(path))
-		if err == nil {
-			var fi fileinfo.Info
-			ok := resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&fi) == nil
-			resp.Body.Close()
-			if ok && (sum == "" || fi.SHA256 == sum) {
-				return &fi
-			}
+		if fi, err := trackerInfo(t, client, trackerURL, token, path); err == nil && (sum == "" || fi.SHA256 == sum) {
+			return fi
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("tracker %s never registered %s", trackerURL, path)
 	return nil
+}
+
+// trackerInfo asks the tracker at trackerURL for path's info, with token
+// if not "".
+func trackerInfo(t *testing.T, client *http.Client, trackerURL, token, path string) (*fileinfo.Info, error) {
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, trackerURL+"/v1/files/"+fileinfo.EscapePath(path), nil)
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("tracker answered %s", resp.Status)
+	}
+	var fi fileinfo.Info
+	if err := json.NewDecoder(resp.Body).Decode(&fi); err != nil {
+		return nil, err
+	}
+	return &fi, nil
 }
 
 // get fetches url with an optional Range header.

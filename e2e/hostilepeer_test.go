@@ -73,8 +73,12 @@ func TestHostilePeer(t *testing.T) {
 				t.Fatalf("piece length %d, want 64 KiB", fi.PieceLength)
 			}
 			hp := startHostilePeer(t, fi, tt.mode)
-			hp.announce(t, c.Tracker.URL)
-			waitAnnounced(t, c.Tracker.URL, path, hp.port(), 10*time.Second)
+			pk, err := c.IssuePasskey(t.Context(), "hostile")
+			if err != nil {
+				t.Fatal(err)
+			}
+			hp.announce(t, fileinfo.AnnounceURL(c.Tracker.URL, pk))
+			waitAnnounced(t, c.Tracker.URL, c.Token, path, hp.port(), 10*time.Second)
 
 			p := startTestProxy(t, c, proxy.Config{PeerGrace: 100 * time.Millisecond, StallTimeout: 30 * time.Second})
 			u := p.URL + "/stream/" + fileinfo.EscapePath(path)
@@ -192,13 +196,14 @@ func (h *hostilePeer) stop() {
 	h.wg.Wait()
 }
 
-// announce tells the tracker the peer seeds the file.
-func (h *hostilePeer) announce(t *testing.T, tracker string) {
+// announce tells the tracker at announce URL u (with a passkey: a hostile
+// peer may well hold one) that the peer seeds the file.
+func (h *hostilePeer) announce(t *testing.T, u string) {
 	t.Helper()
 	q := "info_hash=" + url.QueryEscape(string(h.infoHash[:])) +
 		"&peer_id=" + url.QueryEscape(string(h.peerID[:])) +
 		"&port=" + strconv.Itoa(h.port()) + "&uploaded=0&downloaded=0&left=0&event=started&compact=1"
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(tracker + "/announce?" + q)
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(u + "?" + q)
 	if err != nil {
 		t.Fatalf("announce: %v", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/anacrolix/torrent/metainfo"
 
 	"github.com/p2sp/p2sp/demo"
 	"github.com/p2sp/p2sp/internal/fileinfo"
@@ -23,6 +26,27 @@ import (
 // interopSize spans many pieces (64 KiB each at this size) and takes a
 // standard client a moment, not a minute.
 const interopSize = 8<<20 + 4321
+
+// userTorrent is the .torrent of name as a user of a standard client gets
+// it: with a passkey the operator issued, in ?passkey=, so that its
+// announce URL carries it.
+func userTorrent(t *testing.T, c *demo.Cluster, name string) []byte {
+	t.Helper()
+	pk, err := c.IssuePasskey(t.Context(), "aria2c-user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := mustGet(t, c.Tracker.URL+"/v1/torrents/"+fileinfo.EscapePath(name)+"?passkey="+url.QueryEscape(pk), "", http.StatusOK)
+	mi, err := metainfo.Load(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := mi.UnmarshalInfo()
+	if want := fileinfo.AnnounceURL(c.Tracker.URL, pk); err != nil || mi.Announce != want || info.Private == nil || !*info.Private {
+		t.Fatalf("the .torrent announces to %q (want %q), private %v, %v", mi.Announce, want, info.Private, err)
+	}
+	return b
+}
 
 // TestInteropAria2Leeches: aria2c, a standard BitTorrent client given only
 // the tracker's .torrent, downloads a file byte for byte: with the origin
@@ -42,7 +66,7 @@ func TestInteropAria2Leeches(t *testing.T) {
 		waitComplete(t, p, name)
 	}
 	torrent := filepath.Join(t.TempDir(), "leech.torrent")
-	if err := os.WriteFile(torrent, mustGet(t, c.Tracker.URL+"/v1/torrents/"+fileinfo.EscapePath(name), "", http.StatusOK), 0o644); err != nil {
+	if err := os.WriteFile(torrent, userTorrent(t, c, name), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	want := sha256.Sum256(data)
@@ -123,7 +147,7 @@ func TestInteropProxyLeechesFromAria2(t *testing.T) {
 	waitInfo(t, c, name, "")
 	dir := t.TempDir()
 	torrent := filepath.Join(dir, "seed.torrent")
-	if err := os.WriteFile(torrent, mustGet(t, c.Tracker.URL+"/v1/torrents/"+fileinfo.EscapePath(name), "", http.StatusOK), 0o644); err != nil {
+	if err := os.WriteFile(torrent, userTorrent(t, c, name), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	// aria2c checks the complete file against the .torrent, then seeds it.

@@ -45,7 +45,7 @@ func TestOriginFailover(t *testing.T) {
 	}
 	oA := startProc(t, bin, "origin", addrA, env, originArgs(addrB, rateA)...)
 	oB := startProc(t, bin, "origin", addrB, env, originArgs(addrA, rateB)...)
-	waitInfoAt(t, tr.URL, path, "")
+	waitInfoAt(t, tr.URL, "", path, "")
 
 	// The .torrent names both origins, whichever registered last.
 	seeds := slices.Sorted(slices.Values(torrentAt(t, tr.URL, path).UrlList))
@@ -102,7 +102,8 @@ func TestTrackerFailover(t *testing.T) {
 	)
 	store := testtool.StartRedis(t)
 	bin := buildP2SP(t)
-	env := []string{"P2SP_TOKEN=multi-tracker-test-token"}
+	const token = "multi-tracker-test-token"
+	env := []string{"P2SP_TOKEN=" + token}
 	addrA, addrB := loopbackAddr(t), loopbackAddr(t)
 	trA := startProc(t, bin, "tracker", addrA, env, "--store", store, "--announce-list", "http://"+addrB, "--log-level", "warn")
 	trB := startProc(t, bin, "tracker", addrB, env, "--store", store, "--announce-list", "http://"+addrA, "--log-level", "warn")
@@ -110,7 +111,7 @@ func TestTrackerFailover(t *testing.T) {
 	data := writeFile(t, media, path, size)
 	origin := startProc(t, bin, "origin", loopbackAddr(t), env, "--media", media, "--tracker", trA.URL,
 		"--scan-interval", "200ms", "--rate-limit", "2000000", "--log-level", "warn")
-	waitInfoAt(t, trB.URL, path, "")
+	waitInfoAt(t, trB.URL, "", path, "")
 
 	want := metainfo.AnnounceList{{trB.URL + "/announce", trA.URL + "/announce"}}
 	if got := torrentAt(t, trB.URL, path).AnnounceList; !slices.EqualFunc(got, want, slices.Equal) {
@@ -119,8 +120,9 @@ func TestTrackerFailover(t *testing.T) {
 
 	trackers := trA.URL + "," + trB.URL
 	proxyArgs := func(btPort int) []string {
-		return []string{"--tracker", trackers, "--origin", origin.URL, "--cache-dir", t.TempDir(),
-			"--bt-listen", "127.0.0.1:" + strconv.Itoa(btPort), "--log-level", "warn"}
+		// Issued by one replica, honoured by both.
+		return append(passkeyArgs(t, trB.URL, token, "multi"), "--tracker", trackers, "--origin", origin.URL,
+			"--cache-dir", t.TempDir(), "--bt-listen", "127.0.0.1:"+strconv.Itoa(btPort), "--log-level", "warn")
 	}
 	bt1 := freePort(t)
 	p1 := startProxyProc(t, bin, loopbackAddr(t), proxyArgs(bt1)...)
@@ -135,7 +137,7 @@ func TestTrackerFailover(t *testing.T) {
 	}
 	waitCompleteAt(t, p1.URL, path)
 	// p1 goes on announcing, to B.
-	waitAnnounced(t, trB.URL, path, bt1, 10*time.Second)
+	waitAnnounced(t, trB.URL, token, path, bt1, 10*time.Second)
 
 	// A proxy started now asks the dead A first, then B, which names p1.
 	p2 := startProxyProc(t, bin, loopbackAddr(t), proxyArgs(freePort(t))...)

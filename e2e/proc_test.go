@@ -20,6 +20,7 @@ import (
 	"github.com/p2sp/p2sp/demo"
 	"github.com/p2sp/p2sp/internal/httpapi"
 	"github.com/p2sp/p2sp/proxy"
+	"github.com/p2sp/p2sp/tracker"
 )
 
 // buildP2SP builds the p2sp binary into the test's temporary directory,
@@ -59,6 +60,23 @@ type proc struct {
 func startProxyProc(t *testing.T, bin, listen string, args ...string) *proc {
 	t.Helper()
 	return startProc(t, bin, "proxy", listen, nil, args...)
+}
+
+// passkeyArgs has the tracker at trackerURL issue a passkey named name
+// (with its token) and returns the flags that give it to a proxy process.
+func passkeyArgs(t *testing.T, trackerURL, token, name string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	pk, err := tracker.IssuePasskey(ctx, http.DefaultClient, trackerURL, token, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(t.TempDir(), "passkey")
+	if err := os.WriteFile(f, []byte(pk+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"--passkey-file", f}
 }
 
 // startProc runs `p2sp role --listen listen args...` with env added to the
@@ -174,6 +192,12 @@ func startTestProxy(t *testing.T, c *demo.Cluster, cfg proxy.Config) *testProxy 
 	}
 	if cfg.BTListen == "" {
 		cfg.BTListen = "127.0.0.1:0"
+	}
+	if cfg.Passkey == "" {
+		var err error
+		if cfg.Passkey, err = c.IssuePasskey(t.Context(), "test-proxy"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))

@@ -25,7 +25,8 @@ func TestTrackerReplicasOnRedis(t *testing.T) {
 	)
 	store := testtool.StartRedis(t)
 	bin := buildP2SP(t)
-	env := []string{"P2SP_TOKEN=replicas-test-token"}
+	const token = "replicas-test-token"
+	env := []string{"P2SP_TOKEN=" + token}
 	trackerArgs := []string{"--store", store, "--log-level", "warn"}
 	addrA := loopbackAddr(t)
 	trA := startProc(t, bin, "tracker", addrA, env, trackerArgs...)
@@ -37,11 +38,12 @@ func TestTrackerReplicasOnRedis(t *testing.T) {
 	data := writeFile(t, media, path, size)
 	origin := startProc(t, bin, "origin", loopbackAddr(t), env, "--media", media, "--tracker", trB.URL,
 		"--scan-interval", "200ms", "--rate-limit", "2000000", "--log-level", "warn")
-	waitInfoAt(t, trA.URL, path, "")
+	waitInfoAt(t, trA.URL, "", path, "")
 
 	proxyArgs := func(tracker string, btPort int) []string {
-		return []string{"--tracker", tracker, "--origin", origin.URL, "--cache-dir", t.TempDir(),
-			"--bt-listen", "127.0.0.1:" + strconv.Itoa(btPort), "--log-level", "warn"}
+		// Issued by one replica, honoured by both.
+		return append(passkeyArgs(t, trB.URL, token, "replicas"), "--tracker", tracker, "--origin", origin.URL,
+			"--cache-dir", t.TempDir(), "--bt-listen", "127.0.0.1:"+strconv.Itoa(btPort), "--log-level", "warn")
 	}
 	bt1 := freePort(t)
 	p1 := startProxyProc(t, bin, loopbackAddr(t), proxyArgs(trA.URL, bt1)...)
@@ -50,7 +52,7 @@ func TestTrackerReplicasOnRedis(t *testing.T) {
 	}
 	waitCompleteAt(t, p1.URL, path)
 	// p1 announced to A; B answers with it.
-	waitAnnounced(t, trB.URL, path, bt1, 10*time.Second)
+	waitAnnounced(t, trB.URL, token, path, bt1, 10*time.Second)
 
 	p2 := startProxyProc(t, bin, loopbackAddr(t), proxyArgs(trB.URL, freePort(t))...)
 	if got := readAcross(t, p2.URL+"/stream/"+fileinfo.EscapePath(path), 1<<20, trA.kill); !bytes.Equal(got, data) {
@@ -64,16 +66,16 @@ func TestTrackerReplicasOnRedis(t *testing.T) {
 
 	// A's death lost no peer and no registration: B still lists p1, and a
 	// file registered through B now shows through A once it is back.
-	if !announced(t, trB.URL, path, bt1, time.Second) {
+	if !announced(t, trB.URL, token, path, bt1, time.Second) {
 		t.Error("replica B lost the peer that had announced to A when A was killed")
 	}
 	laterData := writeFile(t, media, later, 100<<10)
-	info := waitInfoAt(t, trB.URL, later, "")
+	info := waitInfoAt(t, trB.URL, "", later, "")
 	trA = startProc(t, bin, "tracker", addrA, env, trackerArgs...)
-	if got := waitInfoAt(t, trA.URL, later, info.SHA256); got.Size != int64(len(laterData)) {
+	if got := waitInfoAt(t, trA.URL, "", later, info.SHA256); got.Size != int64(len(laterData)) {
 		t.Fatalf("restarted replica A: %s has size %d, want %d", later, got.Size, len(laterData))
 	}
-	waitAnnounced(t, trA.URL, path, bt1, time.Second)
+	waitAnnounced(t, trA.URL, token, path, bt1, time.Second)
 }
 
 // waitCompleteAt waits until the proxy at base holds all of path.

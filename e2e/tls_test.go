@@ -40,7 +40,7 @@ func TestTLS(t *testing.T) {
 		}
 	}
 	data := writeMedia(t, c, "films/secure.bin", size)
-	fi := waitInfoWith(t, client, c.Tracker.URL, "films/secure.bin", "")
+	fi := waitInfoWith(t, client, c.Tracker.URL, c.Token, "films/secure.bin", "")
 	if len(fi.Origins) == 0 || !strings.HasPrefix(fi.Origins[0], "https://") {
 		t.Errorf("registered origins %q, want the origin's https URL", fi.Origins)
 	}
@@ -84,7 +84,7 @@ func tlsFileStatus(t *testing.T, client *http.Client, p *demo.Service, path stri
 func TestTLSUntrusted(t *testing.T) {
 	c, client := startTLS(t, demo.Config{ScanInterval: 200 * time.Millisecond})
 	writeMedia(t, c, "films/secure.bin", 1<<20)
-	waitInfoWith(t, client, c.Tracker.URL, "films/secure.bin", "")
+	waitInfoWith(t, client, c.Tracker.URL, c.Token, "films/secure.bin", "")
 	other := testtool.NewCA(t)
 	for _, tc := range []struct{ name, caFile string }{
 		{"system roots", ""},

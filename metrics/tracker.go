@@ -13,6 +13,9 @@ const (
 	AnnounceFailed       = "failed"
 	AnnounceUnregistered = "unregistered"
 	AnnounceRateLimited  = "rate_limited"
+	// AnnounceUnauthorized: no passkey, or one the tracker never issued
+	// or has revoked.
+	AnnounceUnauthorized = "unauthorized"
 )
 
 // ReportKinds are the kinds of problem a proxy may report to the tracker,
@@ -54,7 +57,7 @@ func NewTracker(reg *prometheus.Registry) *Tracker {
 			Help: "Problem reports accepted from proxies, by kind.",
 		}, []string{"kind"}),
 	}
-	for _, r := range []string{AnnounceOK, AnnounceFailed, AnnounceUnregistered, AnnounceRateLimited} {
+	for _, r := range []string{AnnounceOK, AnnounceFailed, AnnounceUnregistered, AnnounceRateLimited, AnnounceUnauthorized} {
 		m.Announces.WithLabelValues(r)
 	}
 	for _, k := range ReportKinds {

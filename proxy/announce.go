@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/p2sp/p2sp/internal/fileinfo"
 	"github.com/p2sp/p2sp/internal/swarm"
 )
 
@@ -56,7 +57,7 @@ func (s *Server) announceLoop() {
 	defer tick.Stop()
 	urls := make([]string, len(s.cfg.trackers))
 	for i, base := range s.cfg.trackers {
-		urls[i] = base + "/announce"
+		urls[i] = fileinfo.AnnounceURL(base, s.cfg.Passkey)
 	}
 	sem := make(chan struct{}, announceParallel)
 	results := make(chan announced)

@@ -65,6 +65,10 @@ type Config struct {
 	// Both empty turns the lists off; the page still plays.
 	User      string
 	UserToken string
+	// Passkey is this proxy's credential on the tracker, which lists only
+	// peers that announced with a passkey it issued. Empty: the tracker
+	// refuses the announces, and the proxy streams from the origin alone.
+	Passkey string
 	// Registry receives the proxy's metrics; nil makes a new one.
 	Registry *prometheus.Registry
 	// TLSCert and TLSKey are the PEM files of the certificate (chain) and

@@ -88,7 +88,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		tls: tc,
 		cfg: cfg, log: cfg.Logger.With("component", "proxy"),
-		tracker: &trackerClient{bases: cfg.trackers, health: failover.New(len(cfg.trackers), false, upstreamBackoff), client: cfg.HTTPClient},
+		tracker: &trackerClient{bases: cfg.trackers, health: failover.New(len(cfg.trackers), false, upstreamBackoff), passkey: cfg.Passkey, client: cfg.HTTPClient},
 		metrics: metrics.NewProxy(cfg.Registry),
 		ctx:     ctx, cancel: cancel,
 		files:       map[string]*file{},

@@ -26,10 +26,11 @@ var errUnknownFile = errors.New("file not registered with the tracker")
 // trackerClient asks the trackers for file info, in turn (BEP 12): the
 // first that answers, one that did not answer lately last.
 type trackerClient struct {
-	bases  []string
-	health *failover.Set
-	client *http.Client
-	trust  *trust
+	bases   []string
+	health  *failover.Set
+	passkey string // the tracker lists a swarm's peers to its members only
+	client  *http.Client
+	trust   *trust
 }
 
 // fileInfo asks the trackers for a file's info until one has it and its
@@ -76,6 +77,9 @@ func (tc *trackerClient) fileInfoFrom(ctx context.Context, base, path string) (*
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/files/"+fileinfo.EscapePath(path), nil)
 	if err != nil {
 		return nil, fmt.Errorf("tracker lookup %s: %w", path, err)
+	}
+	if tc.passkey != "" {
+		req.Header.Set(fileinfo.PasskeyHeader, tc.passkey)
 	}
 	resp, err := tc.client.Do(req)
 	if err != nil {

@@ -47,11 +47,14 @@ type Announce struct {
 	Compact bool
 	// NoPeerID leaves peer ids out of a non-compact answer.
 	NoPeerID bool
+	// Cred is the passkey the announce URL carried (its SHA-256).
+	Cred credID
 }
 
 // ParseAnnounce parses the query string of an announce request made from
 // remote. It accepts only what a correct client sends: info_hash and
-// peer_id of exactly 20 bytes once URL-decoded, a port in 1..65535,
+// peer_id of exactly 20 bytes once URL-decoded, a port in
+// MinPeerPort..65535 (nobody may make proxies dial a system service),
 // non-negative uploaded, downloaded and left (left is required), a known
 // event, and compact 0 or 1. A negative numwant means the default; a large
 // one is capped at MaxNumWant. Unknown parameters are ignored.
@@ -78,8 +81,8 @@ func ParseAnnounce(rawQuery string, remote netip.Addr) (Announce, error) {
 		return a, err
 	}
 	pn, err := strconv.ParseUint(port, 10, 16)
-	if err != nil || pn == 0 {
-		return a, errors.New("port is not in 1..65535")
+	if err != nil || pn < MinPeerPort {
+		return a, fmt.Errorf("port is not in %d..65535", MinPeerPort)
 	}
 	a.Addr = netip.AddrPortFrom(remote.Unmap().WithZone(""), uint16(pn))
 	for _, f := range []struct {

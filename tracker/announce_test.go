@@ -3,6 +3,7 @@ package tracker
 import (
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -14,6 +15,8 @@ import (
 	"github.com/anacrolix/torrent/bencode"
 	httpTracker "github.com/anacrolix/torrent/tracker/http"
 	"github.com/anacrolix/torrent/tracker/udp"
+
+	"github.com/p2sp/p2sp/internal/fileinfo"
 )
 
 // annResp is an announce answer as a client decodes it.
@@ -55,11 +58,19 @@ func rawHash(t testing.TB, hexHash string) string {
 	return string(b)
 }
 
-// announceRaw sends GET /announce?query and decodes the answer, which
-// must be a bencoded dictionary with status 200 whatever the query.
+// announceRaw sends GET /announce/<tr.Passkey>?query and decodes the
+// answer, which must be a bencoded dictionary with status 200 whatever the
+// query.
 func announceRaw(t *testing.T, tr *testTracker, query string) annResp {
 	t.Helper()
-	st, b := do(t, "GET", tr.URL+"/announce?"+query, "", nil)
+	return announceTo(t, fileinfo.AnnounceURL(tr.URL, tr.Passkey)+"?"+query)
+}
+
+// announceTo sends GET u and decodes the answer as announceRaw does.
+func announceTo(t *testing.T, u string) annResp {
+	t.Helper()
+	query := u
+	st, b := do(t, "GET", u, "", nil)
 	if st != http.StatusOK {
 		t.Fatalf("announce %q: status %d", query, st)
 	}
@@ -124,7 +135,7 @@ func TestAnnounceSwarm(t *testing.T) {
 
 	// Non-compact answers list dictionaries with ip, port and peer id.
 	announce(t, tr, ih, "b", 7002, "event=started&left=5")
-	st, body := do(t, "GET", tr.URL+"/announce?"+fmt.Sprintf("info_hash=%s&peer_id=%s&port=7001&left=0&compact=0",
+	st, body := do(t, "GET", fileinfo.AnnounceURL(tr.URL, tr.Passkey)+"?"+fmt.Sprintf("info_hash=%s&peer_id=%s&port=7001&left=0&compact=0",
 		url.QueryEscape(rawHash(t, ih)), url.QueryEscape(peerID("a"))), "", nil)
 	var nc struct {
 		Peers []struct {
@@ -140,12 +151,35 @@ func TestAnnounceSwarm(t *testing.T) {
 		t.Fatalf("non-compact peers %+v", nc.Peers)
 	}
 
-	// The file-info answer carries the live peers.
-	st, body = do(t, "GET", tr.URL+"/v1/files/v/clip.mp4", "", nil)
-	if st != 200 || !strings.Contains(string(body), `"peers":[`) ||
-		!strings.Contains(string(body), `{"ip":"127.0.0.1","port":7001}`) ||
-		!strings.Contains(string(body), `{"ip":"127.0.0.1","port":7002}`) {
-		t.Fatalf("file info peers: %d %s", st, body)
+	// The file-info answer carries the live peers, for the swarm's
+	// members and the operator only: who watches what is nobody else's
+	// business.
+	for _, tc := range []struct {
+		name, header, value string
+		status              int
+		peers               bool
+	}{
+		{"anyone", "", "", http.StatusOK, false},
+		{"a member", fileinfo.PasskeyHeader, tr.Passkey, http.StatusOK, true},
+		{"a guessed passkey", fileinfo.PasskeyHeader, "guessed", http.StatusOK, false},
+		{"the operator", "Authorization", "Bearer " + testToken, http.StatusOK, true},
+		{"a wrong token", "Authorization", "Bearer wrong", http.StatusUnauthorized, false},
+	} {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, tr.URL+"/v1/files/v/clip.mp4", nil)
+		if tc.header != "" {
+			req.Header.Set(tc.header, tc.value)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		listed := strings.Contains(string(body), `{"ip":"127.0.0.1","port":7001}`) &&
+			strings.Contains(string(body), `{"ip":"127.0.0.1","port":7002}`)
+		if resp.StatusCode != tc.status || listed != tc.peers || (!tc.peers && strings.Contains(string(body), `"peers"`)) {
+			t.Errorf("file info for %s: %d, peers listed %v (want %d, %v): %s", tc.name, resp.StatusCode, listed, tc.status, tc.peers, body)
+		}
 	}
 
 	// Scrape counts what the announces left behind; unknown hashes are
@@ -183,7 +217,7 @@ func TestAnnounceWithAnacrolixClient(t *testing.T) {
 	mustRegister(t, tr, fi)
 	announce(t, tr, fi.InfoHash, "seed", 6999, "left=0")
 
-	u, _ := url.Parse(tr.URL + "/announce")
+	u, _ := url.Parse(fileinfo.AnnounceURL(tr.URL, tr.Passkey))
 	cl := httpTracker.NewClient(u, httpTracker.NewClientOpts{})
 	defer cl.Close()
 	var req udp.AnnounceRequest
@@ -239,14 +273,16 @@ func TestAnnounceBadInput(t *testing.T) {
 		{"port 99999", "info_hash=" + ih + "&peer_id=" + id + "&port=99999&left=0", "port"},
 		{"port abc", "info_hash=" + ih + "&peer_id=" + id + "&port=abc&left=0", "port"},
 		{"missing port", "info_hash=" + ih + "&peer_id=" + id + "&left=0", "port is missing"},
-		{"negative left", "info_hash=" + ih + "&peer_id=" + id + "&port=1&left=-1", "left"},
-		{"missing left", "info_hash=" + ih + "&peer_id=" + id + "&port=1", "left is missing"},
+		{"port of a system service", "info_hash=" + ih + "&peer_id=" + id + "&port=22&left=0", "port is not in 1024..65535"},
+		{"port 1023", "info_hash=" + ih + "&peer_id=" + id + "&port=1023&left=0", "port is not in 1024..65535"},
+		{"negative left", "info_hash=" + ih + "&peer_id=" + id + "&port=1024&left=-1", "left"},
+		{"missing left", "info_hash=" + ih + "&peer_id=" + id + "&port=1024", "left is missing"},
 		{"uploaded abc", ok + "&uploaded=abc", "uploaded"},
 		{"unknown event", ok + "&event=paused", "unknown event"},
 		{"numwant abc", ok + "&numwant=abc", "numwant"},
 		{"compact 2", ok + "&compact=2", "compact"},
 		{"bad escape", ok + "&x=%zz", "malformed"},
-		{"unregistered", "info_hash=" + url.QueryEscape(strings.Repeat("z", 20)) + "&peer_id=" + id + "&port=1&left=0", "unregistered torrent"},
+		{"unregistered", "info_hash=" + url.QueryEscape(strings.Repeat("z", 20)) + "&peer_id=" + id + "&port=1024&left=0", "unregistered torrent"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := announceRaw(t, tr, tc.query)
@@ -258,7 +294,7 @@ func TestAnnounceBadInput(t *testing.T) {
 	if r := announceRaw(t, tr, ok); r.Failure != "" {
 		t.Fatalf("good announce failed: %q", r.Failure)
 	}
-	waitMetric(t, tr, `p2sp_tracker_announces_total{result="failed"} 17`, time.Second)
+	waitMetric(t, tr, `p2sp_tracker_announces_total{result="failed"} 19`, time.Second)
 	waitMetric(t, tr, `p2sp_tracker_announces_total{result="unregistered"} 1`, time.Second)
 	waitMetric(t, tr, `p2sp_tracker_announces_total{result="ok"} 1`, time.Second)
 }

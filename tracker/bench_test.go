@@ -2,6 +2,7 @@ package tracker
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -51,6 +52,7 @@ func BenchmarkAnnounce(b *testing.B) {
 			}
 			var handlers []http.Handler
 			var urls []string
+			var first *Server
 			for range bc.replicas {
 				s, err := New(b.Context(), cfg)
 				if err != nil {
@@ -58,6 +60,14 @@ func BenchmarkAnnounce(b *testing.B) {
 				}
 				urls = append(urls, serveForBench(b, s))
 				handlers = append(handlers, s.Handler())
+				first = cmp.Or(first, s)
+			}
+			pk, cred, err := newPasskey("bench")
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := first.store.AddPasskey(b.Context(), cred); err != nil {
+				b.Fatal(err)
 			}
 			var hashes []string
 			for i := range 100 {
@@ -88,7 +98,7 @@ func BenchmarkAnnounce(b *testing.B) {
 					q := fmt.Sprintf("info_hash=%s&peer_id=%s&port=6881&left=%d", hashes[p%100],
 						url.QueryEscape(fmt.Sprintf("-bench-%013d", p)), p%2)
 					ctx := context.WithValue(b.Context(), peerAddrKey{}, netip.AddrFrom4([4]byte{127, byte(p>>16) + 1, byte(p >> 8), byte(p)}))
-					req, err := http.NewRequestWithContext(ctx, http.MethodGet, urls[int(i)%len(urls)]+"/announce?"+q, nil)
+					req, err := http.NewRequestWithContext(ctx, http.MethodGet, urls[int(i)%len(urls)]+"/announce/"+pk+"?"+q, nil)
 					if err != nil {
 						b.Error(err)
 						return

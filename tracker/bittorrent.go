@@ -19,7 +19,8 @@ import (
 // offered, since it would list every file to anyone.
 const maxScrapeHashes = 100
 
-// announce serves GET /announce. Every answer, failures included, is a
+// announce serves GET /announce/<passkey> (and GET /announce, which only
+// says that a passkey is needed). Every answer, failures included, is a
 // bencoded dictionary with status 200, as BitTorrent clients expect.
 func (s *Server) announce(c *gin.Context) {
 	remote := httpapi.RemoteAddr(c.Request)
@@ -27,14 +28,25 @@ func (s *Server) announce(c *gin.Context) {
 		s.fail(c, metrics.AnnounceRateLimited, "rate limited: announce less often")
 		return
 	}
+	passkey := c.Param("passkey")
+	if passkey == "" || len(passkey) > maxPasskeyLen {
+		s.fail(c, metrics.AnnounceUnauthorized, "this tracker is private: announce to /announce/<passkey>, "+
+			"the announce URL of a .torrent fetched with ?passkey=<passkey> (ask the operator for one)")
+		return
+	}
 	a, err := ParseAnnounce(c.Request.URL.RawQuery, remote)
 	if err != nil {
 		s.fail(c, metrics.AnnounceFailed, err.Error())
 		return
 	}
+	a.Cred = passkeyID(passkey)
 	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
 	defer cancel()
 	res, ok, err := s.store.Announce(ctx, &a)
+	if errors.Is(err, errUnknownPasskey) {
+		s.fail(c, metrics.AnnounceUnauthorized, err.Error())
+		return
+	}
 	if err != nil {
 		s.log.Error("announce", "err", err)
 		s.fail(c, metrics.AnnounceFailed, "tracker store unavailable, try again")
@@ -50,6 +62,10 @@ func (s *Server) announce(c *gin.Context) {
 		"min interval": max(interval/2, 1),
 		"complete":     res.complete,
 		"incomplete":   res.incomplete,
+	}
+	if !res.listed && a.Event != EventStopped {
+		resp["warning message"] = fmt.Sprintf("not listed: this swarm lists at most %d peers of one address, "+
+			"and a peer id only for the passkey that registered it", s.cfg.PeersPerAddr)
 	}
 	if a.Compact {
 		// BEP 23 for IPv4, BEP 7's peers6 for IPv6.

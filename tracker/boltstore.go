@@ -1,9 +1,11 @@
 package tracker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -26,12 +28,19 @@ var _ Store = (*boltStore)(nil)
 
 // openBoltStore opens dataDir/registry.db and gives every registered
 // infohash its swarm.
-func openBoltStore(dataDir string, ttl time.Duration, limit int) (*boltStore, error) {
+func openBoltStore(dataDir string, lim swarmLimits) (*boltStore, error) {
 	reg, err := openRegistry(dataDir)
 	if err != nil {
 		return nil, err
 	}
-	s := &boltStore{reg: reg, swarms: newSwarms(ttl, limit)}
+	s := &boltStore{reg: reg, swarms: newSwarms(lim.ttl, lim.perSwarm, lim.perAddr)}
+	creds, err := reg.passkeys()
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("load passkeys: %w", err), reg.close())
+	}
+	for _, c := range creds {
+		s.swarms.allow(c.ID)
+	}
 	err = reg.each(func(fi *fileinfo.Info) error {
 		h, err := parseHash(fi.InfoHash)
 		if err != nil {
@@ -82,8 +91,46 @@ func (s *boltStore) Files(context.Context) ([]*fileinfo.Info, error) {
 }
 
 func (s *boltStore) Announce(_ context.Context, a *Announce) (announceResult, bool, error) {
-	res, ok := s.swarms.announce(a, time.Now())
-	return res, ok, nil
+	return s.swarms.announce(a, time.Now())
+}
+
+func (s *boltStore) AddPasskey(_ context.Context, c Credential) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.reg.putPasskey(c); err != nil {
+		return err
+	}
+	s.swarms.allow(c.ID)
+	return nil
+}
+
+func (s *boltStore) Passkey(_ context.Context, id credID) (Credential, bool, error) {
+	return s.reg.passkey(id)
+}
+
+func (s *boltStore) Passkeys(context.Context) ([]Credential, error) {
+	all, err := s.reg.passkeys()
+	slices.SortFunc(all, func(a, b Credential) int { return cmp.Compare(a.Name, b.Name) })
+	return all, err
+}
+
+func (s *boltStore) Revoke(_ context.Context, name string) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	all, err := s.reg.passkeys()
+	if err != nil {
+		return 0, err
+	}
+	var ids []credID
+	for _, c := range all {
+		if c.Name == name {
+			ids = append(ids, c.ID)
+		}
+	}
+	// Refused and dropped first: a revocation that fails to persist still
+	// holds until this process restarts, and the operator sees the error.
+	s.swarms.revoke(ids)
+	return len(ids), s.reg.deletePasskeys(ids)
 }
 
 func (s *boltStore) Peers(_ context.Context, h [20]byte, n int) ([]peer, error) {

@@ -50,6 +50,9 @@ type Config struct {
 	// PeerTTL is how long a peer stays in a swarm without announcing;
 	// default 3*AnnounceInterval.
 	PeerTTL time.Duration
+	// PeersPerAddr is how many peers of one source address a swarm lists;
+	// default DefaultPeersPerAddr.
+	PeersPerAddr int
 	// Registry receives the tracker's metrics; nil means a fresh
 	// metrics.NewRegistry().
 	Registry *prometheus.Registry
@@ -101,6 +104,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.PeerTTL == 0 {
 		c.PeerTTL = 3 * c.AnnounceInterval
+	}
+	if c.PeersPerAddr < 0 {
+		return c, errors.New("tracker: peers per address must not be negative")
+	}
+	if c.PeersPerAddr == 0 {
+		c.PeersPerAddr = DefaultPeersPerAddr
 	}
 	if c.Registry == nil {
 		c.Registry = metrics.NewRegistry()

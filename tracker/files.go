@@ -78,7 +78,8 @@ func (s *Server) lookup(c *gin.Context) (*fileinfo.Info, error) {
 	return fi, err
 }
 
-// getFile answers a file's info with its current peers.
+// getFile answers a file's info, with its current peers for a member of
+// its swarm.
 func (s *Server) getFile(c *gin.Context) error {
 	fi, err := s.lookup(c)
 	if err != nil {
@@ -90,15 +91,37 @@ func (s *Server) getFile(c *gin.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
 	defer cancel()
-	peers, err := s.store.Peers(ctx, h, MaxNumWant)
+	member, err := s.mayListPeers(ctx, c)
 	if err != nil {
-		return fmt.Errorf("peers of %s: %w", fi.Path, err)
+		return err
 	}
-	for _, p := range peers {
-		fi.Peers = append(fi.Peers, fileinfo.Peer{IP: p.addr.Addr().String(), Port: int(p.addr.Port())})
+	if member {
+		peers, err := s.store.Peers(ctx, h, MaxNumWant)
+		if err != nil {
+			return fmt.Errorf("peers of %s: %w", fi.Path, err)
+		}
+		for _, p := range peers {
+			fi.Peers = append(fi.Peers, fileinfo.Peer{IP: p.addr.Addr().String(), Port: int(p.addr.Port())})
+		}
 	}
 	c.JSON(http.StatusOK, fi)
 	return nil
+}
+
+// mayListPeers reports whether the caller may see who is in a swarm (who
+// watches what): a member, with a live passkey in fileinfo.PasskeyHeader,
+// or the operator, with the token (a wrong one is refused and counted as
+// on every authenticated request).
+func (s *Server) mayListPeers(ctx context.Context, c *gin.Context) (bool, error) {
+	if pk := c.GetHeader(fileinfo.PasskeyHeader); pk != "" && len(pk) <= maxPasskeyLen {
+		if _, ok, err := s.store.Passkey(ctx, passkeyID(pk)); err != nil || ok {
+			return ok, err
+		}
+	}
+	if c.GetHeader("Authorization") == "" {
+		return false, nil
+	}
+	return true, s.requireToken(c)
 }
 
 // listFiles answers every registered info, without peers.
@@ -118,16 +141,32 @@ func (s *Server) listFiles(c *gin.Context) error {
 
 // getTorrent answers a file's BEP 3 .torrent, announcing to this tracker
 // (and the others of AnnounceList) with the origins as BEP 19 web seeds.
+// With ?passkey=KEY (a live one) its announce URLs carry KEY, which is how a
+// standard client (aria2c, transmission) joins the private swarm; without,
+// they are the bare /announce, which says that a passkey is needed, and the
+// client downloads from the web seeds alone.
 func (s *Server) getTorrent(c *gin.Context) error {
 	fi, err := s.lookup(c)
 	if err != nil {
 		return err
 	}
+	passkey := c.Query("passkey")
+	if passkey != "" {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), storeTimeout)
+		defer cancel()
+		_, ok, err := s.store.Passkey(ctx, passkeyID(passkey))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return httpapi.Errorf(http.StatusForbidden, "%w", errUnknownPasskey)
+		}
+	}
 	others := make([]string, len(s.cfg.AnnounceList))
 	for i, base := range s.cfg.AnnounceList {
-		others[i] = base + "/announce"
+		others[i] = fileinfo.AnnounceURL(base, passkey)
 	}
-	mi, err := fi.MetaInfo(s.announceURL(c.Request), others...)
+	mi, err := fi.MetaInfo(s.announceURL(c.Request, passkey), others...)
 	if err != nil {
 		return fmt.Errorf("torrent of %s: %w", fi.Path, err)
 	}
@@ -141,16 +180,18 @@ func (s *Server) getTorrent(c *gin.Context) error {
 	return nil
 }
 
-// announceURL is this tracker's announce URL as the client should see it.
-func (s *Server) announceURL(r *http.Request) string {
-	if s.cfg.PublicURL != "" {
-		return s.cfg.PublicURL + "/announce"
+// announceURL is this tracker's announce URL for passkey ("": none) as
+// the client should see it.
+func (s *Server) announceURL(r *http.Request, passkey string) string {
+	base := s.cfg.PublicURL
+	if base == "" {
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		base = scheme + "://" + r.Host
 	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host + "/announce"
+	return fileinfo.AnnounceURL(base, passkey)
 }
 
 // parseHash decodes a 40-digit hex infohash.

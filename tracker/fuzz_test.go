@@ -26,7 +26,7 @@ func FuzzParseAnnounce(f *testing.F) {
 		if len(q["peer_id"]) != 1 || q.Get("peer_id") != string(a.PeerID[:]) {
 			t.Fatalf("peer id %x from %q", a.PeerID, q["peer_id"])
 		}
-		if a.Addr.Port() == 0 || a.Addr.Addr() != remote.Unmap().WithZone("") {
+		if a.Addr.Port() < MinPeerPort || a.Addr.Addr() != remote.Unmap().WithZone("") {
 			t.Fatalf("address %v from remote %v", a.Addr, remote)
 		}
 		if a.Left < 0 || a.Uploaded < 0 || a.Downloaded < 0 || a.NumWant < 0 || a.NumWant > MaxNumWant {

@@ -21,8 +21,10 @@ const testToken = "s3cret-token-of-the-tests"
 // testTracker is a tracker serving on a loopback port.
 type testTracker struct {
 	*Server
-	URL  string
-	stop func()
+	URL string
+	// Passkey is issued at start; the announce helpers use it.
+	Passkey string
+	stop    func()
 }
 
 // startTracker runs a tracker on 127.0.0.1:0 until the test ends (or
@@ -61,7 +63,11 @@ func startTracker(t *testing.T, cfg Config) *testTracker {
 		}
 	}
 	t.Cleanup(stop)
-	return &testTracker{Server: s, URL: "http://" + ln.Addr().String(), stop: stop}
+	tr := &testTracker{Server: s, URL: "http://" + ln.Addr().String(), stop: stop}
+	if tr.Passkey, err = IssuePasskey(t.Context(), http.DefaultClient, tr.URL, cfg.Token, "test"); err != nil {
+		t.Fatal(err)
+	}
+	return tr
 }
 
 // testFile writes size random bytes to a temporary file and computes its

@@ -12,7 +12,10 @@ import (
 	"github.com/p2sp/p2sp/internal/fileinfo"
 )
 
-var filesBucket = []byte("files")
+var (
+	filesBucket    = []byte("files")
+	passkeysBucket = []byte("passkeys") // credID → Credential (JSON)
+)
 
 // registry persists file path → fileinfo.Info (as JSON) in a bbolt file.
 // It knows nothing of swarms: the Server keeps the two in step.
@@ -33,7 +36,10 @@ func openRegistry(dataDir string) (*registry, error) {
 		return nil, fmt.Errorf("open registry %s: %w", p, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(filesBucket)
+		if _, err := tx.CreateBucketIfNotExists(filesBucket); err != nil {
+			return err
+		}
+		_, err := tx.CreateBucketIfNotExists(passkeysBucket)
 		return err
 	})
 	if err != nil {
@@ -107,6 +113,69 @@ func (r *registry) count() (int, error) {
 		return 0, fmt.Errorf("count files: %w", err)
 	}
 	return n, nil
+}
+
+// putPasskey stores c.
+func (r *registry) putPasskey(c Credential) error {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("encode passkey %s: %w", c.Name, err)
+	}
+	err = r.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(passkeysBucket).Put(c.ID[:], b) })
+	if err != nil {
+		return fmt.Errorf("store passkey %s: %w", c.Name, err)
+	}
+	return nil
+}
+
+// passkeys returns every stored credential.
+func (r *registry) passkeys() ([]Credential, error) {
+	var out []Credential
+	err := r.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(passkeysBucket).ForEach(func(k, v []byte) error {
+			var c Credential
+			if err := json.Unmarshal(v, &c); err != nil || len(k) != len(c.ID) {
+				return fmt.Errorf("decode stored passkey %x: %v", k, err)
+			}
+			c.ID = credID(k)
+			out = append(out, c)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// passkey returns the stored credential id, ok false when there is none.
+func (r *registry) passkey(id credID) (c Credential, ok bool, err error) {
+	err = r.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(passkeysBucket).Get(id[:])
+		if v == nil {
+			return nil
+		}
+		ok = true
+		return json.Unmarshal(v, &c)
+	})
+	if err != nil {
+		return Credential{}, false, fmt.Errorf("look up passkey: %w", err)
+	}
+	c.ID = id
+	return c, ok, nil
+}
+
+// deletePasskeys removes the credentials ids.
+func (r *registry) deletePasskeys(ids []credID) error {
+	err := r.db.Update(func(tx *bolt.Tx) error {
+		for _, id := range ids {
+			if err := tx.Bucket(passkeysBucket).Delete(id[:]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete passkeys: %w", err)
+	}
+	return nil
 }
 
 // close closes the bbolt file.

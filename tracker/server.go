@@ -127,7 +127,12 @@ func (s *Server) routes() http.Handler {
 	e.GET("/v1/torrents/*path", httpapi.Handle(s.getTorrent))
 
 	e.GET("/announce", s.announce)
+	e.GET("/announce/:passkey", s.announce)
 	e.GET("/scrape", s.scrape)
+
+	e.POST("/v1/passkeys", auth, httpapi.Handle(s.postPasskey))
+	e.GET("/v1/passkeys", auth, httpapi.Handle(s.listPasskeys))
+	e.DELETE("/v1/passkeys/:name", auth, httpapi.Handle(s.revokePasskey))
 
 	e.POST("/v1/reports", httpapi.Handle(s.postReport))
 	e.GET("/v1/reports", auth, httpapi.Handle(s.getReports))

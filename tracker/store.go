@@ -30,7 +30,9 @@ const storeTimeout = 3 * time.Second
 // Every implementation keeps these invariants: an infohash has a swarm
 // exactly while a registered path has it, so announces for anything else
 // are refused; a peer is its id and IP together (peerKey); a swarm holds at
-// most its cap of peers; a peer not heard of for the TTL is gone.
+// most its cap of peers, and of those at most perAddr from one IP; only a
+// live passkey announces, and a peer belongs to the passkey that
+// registered it; a peer not heard of for the TTL is gone.
 type Store interface {
 	// Register stores fi under fi.Path and moves the path from its old
 	// swarm, if the bytes changed, to fi's. It returns the record it
@@ -42,8 +44,22 @@ type Store interface {
 	Files(ctx context.Context) ([]*fileinfo.Info, error)
 	// Announce records a's peer (or removes it on EventStopped) and
 	// returns the swarm's counts and up to a.NumWant other live peers,
-	// picked at random. ok is false when a.InfoHash is not registered.
+	// picked at random. ok is false when a.InfoHash is not registered;
+	// err wraps errUnknownPasskey when a.Cred is not a live passkey. The
+	// swarm lists the peer only while it and the peer's IP are under their
+	// caps, and only a.Cred's own entries change: a peer is refreshed or
+	// stopped only by the passkey that registered it.
 	Announce(ctx context.Context, a *Announce) (res announceResult, ok bool, err error)
+	// AddPasskey lets credential c's passkey announce.
+	AddPasskey(ctx context.Context, c Credential) error
+	// Passkey returns the live credential id, ok false when there is none
+	// (never issued, or revoked).
+	Passkey(ctx context.Context, id credID) (c Credential, ok bool, err error)
+	// Passkeys returns every live credential, by name.
+	Passkeys(ctx context.Context) ([]Credential, error)
+	// Revoke removes every credential named name, drops the peers that
+	// announced with one, and returns how many credentials it removed.
+	Revoke(ctx context.Context, name string) (int, error)
 	// Peers returns up to n live peers of infohash h (none when h is not
 	// registered), for file-info answers.
 	Peers(ctx context.Context, h [20]byte, n int) ([]peer, error)
@@ -56,6 +72,13 @@ type Store interface {
 	Ping(ctx context.Context) error
 	// Close releases the store.
 	Close() error
+}
+
+// swarmLimits are a store's bounds on its swarms.
+type swarmLimits struct {
+	ttl      time.Duration // a peer not heard of for ttl is gone
+	perSwarm int
+	perAddr  int // peers of one IP in one swarm
 }
 
 // peerKey identifies a peer by its id and IP together, so that nobody can
@@ -75,6 +98,9 @@ type peer struct {
 type announceResult struct {
 	complete, incomplete int
 	peers                []peer
+	// listed: the swarm lists the announcing peer now (false once it
+	// stopped, or when a cap or another passkey's entry kept it out).
+	listed bool
 }
 
 // scrapeCounts are one swarm's BEP 48 counts.
@@ -91,10 +117,11 @@ type storeStats struct {
 // openStore opens the store cfg names: Redis for a redis:// URL, the
 // embedded store in cfg.DataDir otherwise.
 func openStore(ctx context.Context, cfg Config) (Store, error) {
+	lim := swarmLimits{ttl: cfg.PeerTTL, perSwarm: maxPeersPerSwarm, perAddr: cfg.PeersPerAddr}
 	if isRedisURL(cfg.Store) {
-		return openRedisStore(ctx, cfg.Store, cfg.PeerTTL, maxPeersPerSwarm)
+		return openRedisStore(ctx, cfg.Store, lim)
 	}
-	return openBoltStore(cfg.DataDir, cfg.PeerTTL, maxPeersPerSwarm)
+	return openBoltStore(cfg.DataDir, lim)
 }
 
 // storeName names a store for the log, without its password.

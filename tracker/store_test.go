@@ -28,7 +28,7 @@ var storeImpls = []struct {
 	{"bbolt", false, func(t *testing.T) storeOpener {
 		dir := t.TempDir()
 		return func(t *testing.T, ttl time.Duration, limit int) Store {
-			s, err := openBoltStore(dir, ttl, limit)
+			s, err := openBoltStore(dir, testLimits(ttl, limit))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -38,7 +38,7 @@ var storeImpls = []struct {
 	{"redis", true, func(t *testing.T) storeOpener {
 		url := testtool.StartRedis(t)
 		return func(t *testing.T, ttl time.Duration, limit int) Store {
-			s, err := openRedisStore(t.Context(), url, ttl, limit)
+			s, err := openRedisStore(t.Context(), url, testLimits(ttl, limit))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -47,7 +47,18 @@ var storeImpls = []struct {
 	}},
 }
 
+func testLimits(ttl time.Duration, limit int) swarmLimits {
+	return swarmLimits{ttl: ttl, perSwarm: limit, perAddr: DefaultPeersPerAddr}
+}
+
+// testCred is the passkey every store test announces with unless it says
+// otherwise; closeAtEnd issues it.
+var testCred = Credential{ID: passkeyID("test passkey"), Name: "test"}
+
 func closeAtEnd(t *testing.T, s Store) Store {
+	if err := s.AddPasskey(t.Context(), testCred); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		if err := s.Close(); err != nil {
 			t.Errorf("close store: %v", err)
@@ -81,16 +92,22 @@ func register(t *testing.T, s Store, fi *fileinfo.Info) *fileinfo.Info {
 	return old
 }
 
-// ann announces peer id from addr on fi's infohash.
+// ann announces peer id from addr on fi's infohash with testCred.
 func ann(t *testing.T, s Store, h [20]byte, id, addr string, left int64, ev Event) (announceResult, bool) {
 	t.Helper()
-	a := Announce{InfoHash: h, PeerID: [20]byte([]byte(peerID(id))), Addr: netip.MustParseAddrPort(addr),
-		Left: left, Event: ev, NumWant: DefaultNumWant}
-	res, ok, err := s.Announce(t.Context(), &a)
+	res, ok, err := annAs(t, s, testCred.ID, h, id, addr, left, ev)
 	if err != nil {
 		t.Fatalf("announce %s from %s: %v", id, addr, err)
 	}
 	return res, ok
+}
+
+// annAs announces peer id from addr on fi's infohash with passkey cred.
+func annAs(t *testing.T, s Store, cred credID, h [20]byte, id, addr string, left int64, ev Event) (announceResult, bool, error) {
+	t.Helper()
+	a := Announce{InfoHash: h, PeerID: [20]byte([]byte(peerID(id))), Addr: netip.MustParseAddrPort(addr),
+		Left: left, Event: ev, NumWant: DefaultNumWant, Cred: cred}
+	return s.Announce(t.Context(), &a)
 }
 
 func addrs(ps []peer) []string {
@@ -198,7 +215,7 @@ func TestStoreSwarm(t *testing.T) {
 			t.Fatalf("one peer asked for: %v %v", addrs(ps), err)
 		}
 		// numwant 0 counts but lists nobody.
-		a := Announce{InfoHash: h, PeerID: [20]byte([]byte(peerID("z"))), Addr: netip.MustParseAddrPort("127.0.0.9:1"), Left: 1}
+		a := Announce{InfoHash: h, PeerID: [20]byte([]byte(peerID("z"))), Addr: netip.MustParseAddrPort("127.0.0.9:1"), Left: 1, Cred: testCred.ID}
 		if res, ok, err := s.Announce(t.Context(), &a); err != nil || !ok || len(res.peers) != 0 || res.incomplete != 2 {
 			t.Fatalf("numwant 0: %+v %v %v", res, ok, err)
 		}
@@ -349,11 +366,11 @@ func TestStoreReplicas(t *testing.T) {
 func TestRedisStoreUnreachable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	_, err := openRedisStore(ctx, "redis://"+closedAddr(t)+"/0", time.Minute, 1)
+	_, err := openRedisStore(ctx, "redis://"+closedAddr(t)+"/0", testLimits(time.Minute, 1))
 	if err == nil {
 		t.Fatal("opened a store on a port nobody listens on")
 	}
-	if _, err := openRedisStore(ctx, "redis://host:notaport/x", time.Minute, 1); err == nil {
+	if _, err := openRedisStore(ctx, "redis://host:notaport/x", testLimits(time.Minute, 1)); err == nil {
 		t.Fatal("accepted a malformed store URL")
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/p2sp/p2sp/internal/fileinfo"
 	"github.com/p2sp/p2sp/internal/netlab"
+	"github.com/p2sp/p2sp/tracker"
 )
 
 // fleet is the system running in a lab: tracker and origin in the server
@@ -54,7 +55,8 @@ type fleetConfig struct {
 func startFleet(ctx context.Context, lab *netlab.Lab, cfg fleetConfig, sum string) (*fleet, error) {
 	tok := make([]byte, 24)
 	rand.Read(tok)
-	env := []string{"P2SP_TOKEN=" + hex.EncodeToString(tok)}
+	token := hex.EncodeToString(tok)
+	env := []string{"P2SP_TOKEN=" + token}
 	srv := lab.Server.Addr.String()
 	f := &fleet{
 		lab:     lab,
@@ -86,7 +88,13 @@ func startFleet(ctx context.Context, lab *netlab.Lab, cfg fleetConfig, sum strin
 			"--cache-dir", filepath.Join(cfg.dir, "cache", c.Name),
 			"--cache-size", strconv.FormatInt(cfg.cacheSize, 10),
 			"--bt-listen", c.Addr.String() + ":" + strconv.Itoa(btPort)}, cfg.proxyArgs...)
-		p, err := f.start(c, "proxy-"+strconv.Itoa(i+1), nil, cfg.bin, args...)
+		name := "proxy-" + strconv.Itoa(i+1)
+		// Each proxy gets its own passkey, as the operator would issue it.
+		pk, err := tracker.IssuePasskey(ctx, lab.Server.HTTPClient(5*time.Second), f.tracker, token, name)
+		if err != nil {
+			return nil, err
+		}
+		p, err := f.start(c, name, []string{"P2SP_PASSKEY=" + pk}, cfg.bin, args...)
 		if err != nil {
 			return nil, err
 		}

@@ -40,7 +40,9 @@ type proxyConfig struct {
 	// use, so that a proxy verifies its peers' file info with the origin
 	// stopped.
 	originKey string
-	log       io.Writer
+	// passkey is the proxy's credential on the tracker.
+	passkey string
+	log     io.Writer
 }
 
 // startProxy runs `p2sp proxy` on a free loopback port and waits until it
@@ -65,6 +67,7 @@ func startProxy(ctx context.Context, cfg proxyConfig) (*proxyProc, error) {
 	// kills it if it has not within WaitDelay.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
+	cmd.Env = append(os.Environ(), "P2SP_PASSKEY="+cfg.passkey)
 	out := &prefixWriter{w: cfg.log, prefix: "[" + cfg.name + "] "}
 	cmd.Stdout, cmd.Stderr = out, out
 	setDeathSignal(cmd)

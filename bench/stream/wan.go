@@ -216,10 +216,14 @@ func ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
 // and the origin at the URLs given (relays).
 func (b *bench) newProxyVia(ctx context.Context, c *cluster, trackerURL, originURL string) (*proxyProc, error) {
 	name := "proxy" + strconv.Itoa(len(b.proxies)+1)
+	pk, err := c.IssuePasskey(ctx, name)
+	if err != nil {
+		return nil, err
+	}
 	p, err := startProxy(ctx, proxyConfig{
 		bin: b.opt.p2sp, name: name, trackerURL: trackerURL, originURL: originURL,
-		originKey: fileinfo.EncodeKey(c.OriginKey),
-		cacheDir:  filepath.Join(b.dir, "proxies", name), log: b.stderr,
+		originKey: fileinfo.EncodeKey(c.OriginKey), passkey: pk,
+		cacheDir: filepath.Join(b.dir, "proxies", name), log: b.stderr,
 	})
 	if err != nil {
 		return nil, err
@@ -320,7 +324,11 @@ func (b *bench) aria2Transfer(ctx context.Context, c *cluster, size int64) (tran
 		}
 	}
 	torrent := filepath.Join(dir, "peer.torrent")
-	if err := downloadTo(ctx, c.Tracker.URL+"/v1/torrents/"+peerName, torrent); err != nil {
+	pk, err := c.IssuePasskey(ctx, "aria2c")
+	if err != nil {
+		return transfer{}, err
+	}
+	if err := downloadTo(ctx, c.Tracker.URL+"/v1/torrents/"+peerName+"?passkey="+pk, torrent); err != nil {
 		return transfer{}, err
 	}
 	if err := os.Link(filepath.Join(c.Media, peerName), filepath.Join(seedDir, peerName)); err != nil {

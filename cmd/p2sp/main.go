@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -30,11 +31,14 @@ Usage:
   p2sp origin user add NAME --data-dir DIR
                            create a user (or renew its token); prints the token
   p2sp tracker   [flags]   the file-info server and BitTorrent tracker
+  p2sp tracker passkey add|revoke NAME --tracker URL
+                           issue a passkey (printed) or revoke every passkey of NAME
   p2sp proxy     [flags]   the localhost sidecar players talk to
 
 Run 'p2sp COMMAND --help' for a command's flags. The origin and the tracker
-read their shared secret from the P2SP_TOKEN environment variable. A proxy
-reads its user's token from --user-token-file or P2SP_USER_TOKEN.
+read their shared secret from the P2SP_TOKEN environment variable (so does
+'tracker passkey'). A proxy reads its user's token from --user-token-file or
+P2SP_USER_TOKEN, and its passkey from --passkey-file or P2SP_PASSKEY.
 `
 
 func main() {
@@ -54,6 +58,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	if args[0] == "origin" && len(args) > 1 && args[1] == "user" {
 		return runUser(args[2:], stdout, stderr)
+	}
+	if args[0] == "tracker" && len(args) > 1 && args[1] == "passkey" {
+		return runPasskey(args[2:], stdout, stderr)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -87,6 +94,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		listVar(fs, &cfg.AnnounceList, "announce-list", "base URL of another tracker (replica) written with this one into .torrent announce-lists; comma-separated or repeated")
 		fs.DurationVar(&cfg.AnnounceInterval, "announce-interval", 30*time.Second, "interval told to BitTorrent clients")
 		tlsFlags(fs, &cfg.TLSCert, &cfg.TLSKey)
+		fs.IntVar(&cfg.PeersPerAddr, "peers-per-addr", tracker.DefaultPeersPerAddr, "peers of one source address a swarm lists (users behind one NAT share it)")
 		start = func() error { cfg.Token = os.Getenv("P2SP_TOKEN"); return tracker.Run(ctx, cfg) }
 	case "proxy":
 		var cfg proxy.Config
@@ -106,6 +114,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		tokenFile := fs.String("user-token-file", "", "file holding the user's token (default: $P2SP_USER_TOKEN)")
 		tlsFlags(fs, &cfg.TLSCert, &cfg.TLSKey)
 		caFlag(fs, &cfg.CAFile, "the origin's and the tracker's")
+		passkeyFile := fs.String("passkey-file", "", "file holding the passkey the tracker issued ('p2sp tracker passkey add'; default: $P2SP_PASSKEY); without one the tracker refuses the proxy's announces and it streams from the origin alone")
 		start = func() error {
 			var err error
 			if cfg.CacheSize, err = proxy.ParseSize(size); err != nil {
@@ -120,9 +129,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 				cfg.OriginKeys = append(cfg.OriginKeys, k)
 			}
 			if cfg.User != "" {
-				if cfg.UserToken, err = userToken(*tokenFile); err != nil {
-					return err
+				if cfg.UserToken, err = secret("--user-token-file", *tokenFile, "P2SP_USER_TOKEN"); err != nil {
+					return fmt.Errorf("--user needs the user's token: %w", err)
 				}
+			}
+			if cfg.Passkey, err = secret("--passkey-file", *passkeyFile, "P2SP_PASSKEY"); errors.Is(err, errNoSecret) {
+				slog.Warn("no passkey (--passkey-file or P2SP_PASSKEY): the tracker will refuse this proxy's announces, so it takes nothing from peers and gives nothing to them")
+			} else if err != nil {
+				return err
 			}
 			return proxy.Run(ctx, cfg)
 		}
@@ -183,18 +197,9 @@ func runUser(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("p2sp origin user add", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data-dir", "", "the origin's data directory (required)")
-	args = args[1:]
-	var name string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		name, args = args[0], args[1:]
-	}
-	if err := fs.Parse(args); err != nil {
+	name, err := parseName(fs, args[1:], usage)
+	if err != nil {
 		return err
-	}
-	if name == "" && fs.NArg() == 1 {
-		name = fs.Arg(0)
-	} else if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q; %s", fs.Args(), usage)
 	}
 	if name == "" || *dataDir == "" {
 		return errors.New(usage)
@@ -208,24 +213,89 @@ func runUser(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// userToken reads the proxy user's token from file, or else from
-// P2SP_USER_TOKEN.
-func userToken(file string) (string, error) {
+// parseName parses a subcommand's arguments: one NAME, before or after
+// fs's flags.
+func parseName(fs *flag.FlagSet, args []string, usage string) (string, error) {
+	var name string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return "", err
+	}
+	if name == "" && fs.NArg() == 1 {
+		name = fs.Arg(0)
+	} else if fs.NArg() > 0 {
+		return "", fmt.Errorf("unexpected arguments %q; %s", fs.Args(), usage)
+	}
+	return name, nil
+}
+
+// errNoSecret: neither the file flag nor the environment variable gives
+// the secret.
+var errNoSecret = errors.New("no secret given")
+
+// secret reads a secret from file (flag names the flag that gave it), or
+// else from the environment variable env.
+func secret(flag, file, env string) (string, error) {
 	if file == "" {
-		if t := strings.TrimSpace(os.Getenv("P2SP_USER_TOKEN")); t != "" {
+		if t := strings.TrimSpace(os.Getenv(env)); t != "" {
 			return t, nil
 		}
-		return "", errors.New("--user needs the user's token: --user-token-file FILE or P2SP_USER_TOKEN")
+		return "", fmt.Errorf("%w: %s FILE or %s", errNoSecret, flag, env)
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return "", fmt.Errorf("--user-token-file: %w", err)
+		return "", fmt.Errorf("%s: %w", flag, err)
 	}
 	t := strings.TrimSpace(string(b))
 	if t == "" {
-		return "", fmt.Errorf("--user-token-file: %s is empty", file)
+		return "", fmt.Errorf("%s: %s is empty", flag, file)
 	}
 	return t, nil
+}
+
+// runPasskey runs "p2sp tracker passkey add|revoke NAME --tracker URL"
+// with the tracker's token from P2SP_TOKEN. add prints the new passkey on
+// stdout, alone, so that a script can capture it.
+func runPasskey(args []string, stdout, stderr io.Writer) error {
+	const usage = "usage: p2sp tracker passkey add|revoke NAME --tracker URL (token in P2SP_TOKEN)"
+	if len(args) == 0 || (args[0] != "add" && args[0] != "revoke") {
+		fmt.Fprintln(stderr, usage)
+		return errors.New("unknown passkey command")
+	}
+	cmd := args[0]
+	fs := flag.NewFlagSet("p2sp tracker passkey "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	trackerURL := fs.String("tracker", "", "the tracker's base URL (required)")
+	name, err := parseName(fs, args[1:], usage)
+	if err != nil {
+		return err
+	}
+	if name == "" || *trackerURL == "" {
+		return errors.New(usage)
+	}
+	base := strings.TrimRight(*trackerURL, "/")
+	token := strings.TrimSpace(os.Getenv("P2SP_TOKEN"))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	hc := &http.Client{Timeout: 30 * time.Second}
+	if cmd == "revoke" {
+		n, err := tracker.RevokePasskey(ctx, hc, base, token, name)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "revoked %d passkey(s) of %s; their peers are dropped\n", n, name)
+		return nil
+	}
+	pk, err := tracker.IssuePasskey(ctx, hc, base, token, name)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, pk)
+	fmt.Fprintf(stderr, "passkey of %s above (shown once; only its hash is kept). A proxy: --passkey-file FILE or P2SP_PASSKEY. "+
+		"aria2c, transmission: the .torrent from %s/v1/torrents/PATH?passkey=PASSKEY announces with it.\n", name, base)
+	return nil
 }
 
 func runDemo(ctx context.Context, cfg demo.Config, stdout io.Writer) error {
@@ -244,6 +314,12 @@ func runDemo(ctx context.Context, cfg demo.Config, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "\nThe player page (user %q):\n\n  %s/\n", c.User, c.Proxies[0].URL)
 		fmt.Fprintf(stdout, "\nOr open in any player:\n\n  %s/stream/%s\n\n", c.Proxies[0].URL, demo.SampleName)
 	}
+	pk, err := c.IssuePasskey(ctx, "bittorrent-client")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "A .torrent for aria2c or transmission (its announce URL carries a passkey):\n\n  %s/v1/torrents/%s?passkey=%s\n\n",
+		c.Tracker.URL, demo.SampleName, pk)
 	<-ctx.Done()
 	return nil
 }

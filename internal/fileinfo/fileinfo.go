@@ -97,13 +97,19 @@ func (fi *Info) TorrentName() string {
 	return path.Base(fi.Path)
 }
 
-// InfoDict is the BEP 3 single-file info dictionary.
+// InfoDict is the BEP 3 single-file info dictionary, marked private
+// (BEP 27): standard clients then find peers only through the tracker,
+// which lists only peers holding a passkey, and never through DHT or PEX.
+// The flag is inside the dictionary, so it is part of the infohash that
+// the origin signs: everything that builds a torrent builds it here.
 func (fi *Info) InfoDict() metainfo.Info {
+	private := true
 	return metainfo.Info{
 		Name:        fi.TorrentName(),
 		Length:      fi.Size,
 		PieceLength: fi.PieceLength,
 		Pieces:      fi.Pieces,
+		Private:     &private,
 	}
 }
 
@@ -142,6 +148,21 @@ func (fi *Info) MetaInfo(announce string, more ...string) (*metainfo.MetaInfo, e
 // FileURL is where origin base URL o serves path p.
 func FileURL(origin, p string) string {
 	return strings.TrimRight(origin, "/") + "/files/" + EscapePath(p)
+}
+
+// PasskeyHeader carries a passkey on the tracker's file-info requests:
+// the peers of a swarm are listed only to its members (and the operator).
+const PasskeyHeader = "X-P2sp-Passkey"
+
+// AnnounceURL is the announce URL of the tracker at base URL tracker for
+// passkey: /announce/<passkey>, the private-tracker form that any client
+// (aria2c, transmission) uses as it is, or the bare /announce, which the
+// tracker answers only with a failure saying that a passkey is needed.
+func AnnounceURL(tracker, passkey string) string {
+	if passkey == "" {
+		return strings.TrimRight(tracker, "/") + "/announce"
+	}
+	return strings.TrimRight(tracker, "/") + "/announce/" + url.PathEscape(passkey)
 }
 
 // EscapePath escapes each element of a slash-separated path for a URL.

@@ -80,6 +80,10 @@ func TestMetaInfoRoundTrip(t *testing.T) {
 	if err != nil || info.Name != "a b.mp4" || info.Length != int64(len(data)) {
 		t.Fatalf("info %+v, %v", info, err)
 	}
+	// BEP 27: standard clients must not look for peers outside the tracker.
+	if info.Private == nil || !*info.Private {
+		t.Fatalf("info dictionary not marked private: %v", info.Private)
+	}
 }
 
 func TestValidateRejects(t *testing.T) {

@@ -53,6 +53,9 @@ type Swarm struct {
 	// announce naming a peer that had dialed in opened a second connection
 	// to it (19 -> 38 at 20 proxies).
 	listening map[*torrent.PeerConn]peerAddr
+	// recent holds, per torrent, the peers handed to the library and when
+	// (admit); a peer leaves it when its connection closes.
+	recent map[*torrent.Torrent]map[netip.AddrPort]time.Time
 }
 
 type peerAddr struct {
@@ -92,7 +95,7 @@ func New(cfg Config) (*Swarm, error) {
 	if cfg.Logger != nil {
 		tc.Slogger = cfg.Logger
 	}
-	s := &Swarm{listening: map[*torrent.PeerConn]peerAddr{}}
+	s := &Swarm{listening: map[*torrent.PeerConn]peerAddr{}, recent: map[*torrent.Torrent]map[netip.AddrPort]time.Time{}}
 	tc.Callbacks.ReadExtendedHandshake = func(pc *torrent.PeerConn, m *pp.ExtendedHandshakeMessage) {
 		remote, err := netip.ParseAddrPort(pc.RemoteAddr.String())
 		if err != nil || m.Port <= 0 || m.Port > 65535 {
@@ -104,6 +107,11 @@ func New(cfg Config) (*Swarm, error) {
 	}
 	tc.Callbacks.PeerConnClosed = func(pc *torrent.PeerConn) {
 		s.mu.Lock()
+		if pa, ok := s.listening[pc]; ok {
+			// Connected once, so not a tarpit: it may be dialed again at
+			// once (after a restart, say).
+			delete(s.recent[pa.t], pa.addr)
+		}
 		delete(s.listening, pc)
 		s.mu.Unlock()
 	}
@@ -167,6 +175,9 @@ func (s *Swarm) Drop(infohash string) {
 	}
 	if t, ok := s.cl.Torrent(ih); ok {
 		t.Drop()
+		s.mu.Lock()
+		delete(s.recent, t)
+		s.mu.Unlock()
 	}
 }
 
@@ -186,31 +197,85 @@ type Torrent struct {
 }
 
 // AddPeers connects to peers the tracker named, except those connected
-// already, whichever side dialed.
+// already (whichever side dialed) or handed to the library within
+// admitTTL, and at most maxPeersPerIP of one IP.
 func (t *Torrent) AddPeers(peers []fileinfo.Peer) {
-	connected := map[netip.AddrPort]bool{}
+	var connected []netip.AddrPort
 	t.s.mu.Lock()
 	for _, pa := range t.s.listening {
 		if pa.t == t.t {
-			connected[pa.addr] = true
+			connected = append(connected, pa.addr)
 		}
 	}
+	recent := t.s.recent[t.t]
+	if recent == nil {
+		recent = map[netip.AddrPort]time.Time{}
+		t.s.recent[t.t] = recent
+	}
+	fresh := admit(peers, connected, recent, time.Now())
 	t.s.mu.Unlock()
-	pis := make([]torrent.PeerInfo, 0, len(peers))
-	for _, p := range peers {
-		ip := net.ParseIP(p.IP)
-		if ip == nil || p.Port <= 0 || p.Port > 65535 {
-			continue
-		}
-		if a, ok := netip.AddrFromSlice(ip); ok && connected[netip.AddrPortFrom(a.Unmap(), uint16(p.Port))] {
-			continue
-		}
-		pis = append(pis, torrent.PeerInfo{
-			Addr:   &net.TCPAddr{IP: ip, Port: p.Port},
-			Source: torrent.PeerSourceTracker,
-		})
+	pis := make([]torrent.PeerInfo, 0, len(fresh))
+	for _, a := range fresh {
+		pis = append(pis, torrent.PeerInfo{Addr: net.TCPAddrFromAddrPort(a), Source: torrent.PeerSourceTracker})
 	}
 	t.t.AddPeers(pis)
+}
+
+// maxPeersPerIP is how many peers of one IP a torrent dials in admitTTL,
+// as many as the tracker lists by default. The library dials at most 25
+// peers of a torrent at once (HalfOpenConnsPerTorrent), 10 a second, and a
+// peer that accepts TCP but never answers holds its slot through two 4 s
+// handshakes (plain, then obfuscated): 150 such peers of one address,
+// listed by a hostile tracker or relay, kept a proxy from ever dialing the
+// real peer (0% of a 4 MiB file from peers, 25 tarpit ports dialed; with
+// this cap 94%, TestStrangersCannotDiluteTheSwarm). admitTTL lets a
+// neighbour behind the same NAT that restarted on a new port back in.
+const (
+	maxPeersPerIP = 8
+	admitTTL      = time.Minute
+)
+
+// admit returns the valid addresses of peers to hand to the library now:
+// not connected, not handed to it within admitTTL (it holds or has tried
+// them), and keeping at most maxPeersPerIP of any one IP among those and
+// the connected ones, in the order given (the tracker's random one). It
+// records them in recent, from which it drops what is older than
+// admitTTL.
+func admit(peers []fileinfo.Peer, connected []netip.AddrPort, recent map[netip.AddrPort]time.Time, now time.Time) []netip.AddrPort {
+	for a, at := range recent {
+		if now.Sub(at) >= admitTTL {
+			delete(recent, a)
+		}
+	}
+	seen := make(map[netip.AddrPort]bool, len(connected)+len(recent))
+	count := map[netip.Addr]int{}
+	note := func(a netip.AddrPort) {
+		if !seen[a] {
+			seen[a] = true
+			count[a.Addr()]++
+		}
+	}
+	for _, a := range connected {
+		note(a)
+	}
+	for a := range recent {
+		note(a)
+	}
+	var out []netip.AddrPort
+	for _, p := range peers {
+		ip, err := netip.ParseAddr(p.IP)
+		if err != nil || p.Port <= 0 || p.Port > 65535 {
+			continue
+		}
+		a := netip.AddrPortFrom(ip.Unmap(), uint16(p.Port))
+		if seen[a] || count[a.Addr()] >= maxPeersPerIP {
+			continue
+		}
+		note(a)
+		recent[a] = now
+		out = append(out, a)
+	}
+	return out
 }
 
 // Priority says how soon a piece is wanted from peers.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"log/slog"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -100,5 +101,56 @@ func TestOneConnectionPerPeer(t *testing.T) {
 	tb.AddPeers([]fileinfo.Peer{{IP: "127.0.0.1", Port: a.Port()}}) // b dialed a: the library knows
 	if st := tb.t.Stats(); st.HalfOpenPeers != 0 || st.ActivePeers != 1 {
 		t.Errorf("at the dialing side: %d connections, %d being dialed; want 1 and 0", st.ActivePeers, st.HalfOpenPeers)
+	}
+}
+
+// TestAdmit: which of a tracker's peers go to the library.
+func TestAdmit(t *testing.T) {
+	now := time.Now()
+	ap := netip.MustParseAddrPort
+	peersOf := func(ip string, from, n int) []fileinfo.Peer {
+		var ps []fileinfo.Peer
+		for i := range n {
+			ps = append(ps, fileinfo.Peer{IP: ip, Port: from + i})
+		}
+		return ps
+	}
+	for _, tc := range []struct {
+		name      string
+		peers     []fileinfo.Peer
+		connected []netip.AddrPort
+		recent    map[netip.AddrPort]time.Time
+		want      int // admitted
+	}{
+		{"150 of one IP: the cap", peersOf("10.0.0.7", 2000, 150), nil, nil, maxPeersPerIP},
+		{"other IPs are not held back", append(peersOf("10.0.0.7", 2000, 150), peersOf("10.0.0.8", 2000, 3)...), nil, nil, maxPeersPerIP + 3},
+		{"connected ones count", peersOf("10.0.0.7", 2000, 150), []netip.AddrPort{ap("10.0.0.7:1"), ap("10.0.0.7:2")}, nil, maxPeersPerIP - 2},
+		{"a connected peer is not added again", peersOf("10.0.0.7", 2000, 1), []netip.AddrPort{ap("10.0.0.7:2000")}, nil, 0},
+		{"recently handed ones count", peersOf("10.0.0.7", 2000, 150), nil,
+			map[netip.AddrPort]time.Time{ap("10.0.0.7:1"): now.Add(-admitTTL / 2)}, maxPeersPerIP - 1},
+		{"and come back after admitTTL", peersOf("10.0.0.7", 2000, 1), nil,
+			map[netip.AddrPort]time.Time{ap("10.0.0.7:2000"): now.Add(-admitTTL)}, 1},
+		{"invalid addresses are skipped", []fileinfo.Peer{{IP: "nope", Port: 1}, {IP: "10.0.0.1", Port: 0}, {IP: "10.0.0.1", Port: 70000}}, nil, nil, 0},
+		{"IPv4-mapped IPv6 is the IPv4 address", append(peersOf("::ffff:10.0.0.7", 2000, 8), peersOf("10.0.0.7", 3000, 8)...), nil, nil, maxPeersPerIP},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			recent := tc.recent
+			if recent == nil {
+				recent = map[netip.AddrPort]time.Time{}
+			}
+			got := admit(tc.peers, tc.connected, recent, now)
+			if len(got) != tc.want {
+				t.Fatalf("admitted %d (%v), want %d", len(got), got, tc.want)
+			}
+			for _, a := range got {
+				if recent[a] != now {
+					t.Fatalf("%s admitted but not recorded", a)
+				}
+			}
+			// Asking again at once admits nothing new.
+			if again := admit(tc.peers, tc.connected, recent, now); len(again) != 0 {
+				t.Fatalf("the same answer again admitted %v", again)
+			}
+		})
 	}
 }
