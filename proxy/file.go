@@ -102,12 +102,16 @@ const (
 	// paceProbe: a new reader reads as fast as it is served while the
 	// player's buffer and the loopback socket's (megabytes, autotuned)
 	// fill; the pace meter (paceWindow) tells a player a second or two
-	// later. Until then it gets a player's window, not the whole file. A
-	// download loses little meanwhile: a crowd's window is split by rank,
-	// and the uplinks bound its rate either way. (Viewers 2 s apart are
-	// served barely faster than their bitrate and showed no pace for about
-	// 30 s in the fleet bench: this probe is too short for them.)
-	paceProbe = 15 * time.Second
+	// later. Until then it gets a player's window, not the whole file.
+	// After it, a reader still without a pace is a download only if it
+	// read faster than maxBitrate on average: viewers 2 s apart are served
+	// barely faster than their bitrate and showed no pace for about 30 s
+	// in the fleet bench, while a crowd's downloads are served at several
+	// MB/s within seconds.
+	paceProbe = 5 * time.Second
+	// maxBitrate (bytes per second) is the fastest stream taken for a
+	// player's: 8 Mbit/s, an HD video's.
+	maxBitrate = 1e6
 	// peerStall: connected peers that completed no piece for this long do
 	// not count as delivering.
 	peerStall = 2 * time.Second
@@ -148,6 +152,7 @@ func newFile(s *Server, info *fileinfo.Info, entry *cache.Entry, t *swarm.Torren
 				FirstGrace:     s.cfg.PeerGrace,
 				PeerStall:      peerStall,
 				PaceProbe:      paceProbe,
+				MaxBitrate:     maxBitrate,
 				OriginCopies:   s.cfg.OriginCopies,
 				OriginUplinks:  max(0, s.cfg.OriginUplinks),
 			},

@@ -19,7 +19,8 @@
 //     window before it reads it and the viewers behind it have that time
 //     to take those pieces from it.
 //   - A reader without a pace for less than PaceProbe since its playhead
-//     started may be a player whose bitrate is not known yet: it is asked
+//     started, or that read no faster than MaxBitrate on average since
+//     then, may be a player whose bitrate is not known yet: it is asked
 //     for its window only, not for the whole file, and the origin takes
 //     for it only this proxy's share (by Rank) of the window's pieces no
 //     connected peer has: a new viewer neither floods its peers' uplinks

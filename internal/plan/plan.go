@@ -54,6 +54,17 @@ type Config struct {
 	// that a new viewer neither floods its peers' uplinks nor has the
 	// origin fill pieces it may never watch. 0: no probe.
 	PaceProbe time.Duration
+	// MaxBitrate is the fastest a player is expected to consume, bytes
+	// per second (0: no limit). A reader whose pace is not known and that
+	// read slower than this on average since its playhead started stays a
+	// possible player after PaceProbe too: a viewer fed by the swarm
+	// barely faster than its bitrate waits for pieces nearly all the time,
+	// so its pace shows only once its buffers are full (about 30 s for
+	// viewers 2 s apart); taken for a download meanwhile, it had the
+	// origin send its share of the whole file. A download is served
+	// faster than any bitrate as soon as the origin or a few uplinks feed
+	// it.
+	MaxBitrate float64
 	// OriginCopies is how many copies of the file the proxies connected
 	// together take from the origin for readers without a deadline, beyond
 	// the pieces no peer has.
@@ -241,7 +252,7 @@ func (d *Decision) prioritise(c *Config, st *State) {
 		last := r.last(st)
 		window := min(last, h+c.UrgentPieces+ra)
 		end := last
-		probing := r.Pace == 0 && st.Now.Sub(r.Since) < c.PaceProbe
+		probing := c.probing(st, &r)
 		if r.Pace > 0 || probing {
 			end = window
 		}
@@ -271,6 +282,20 @@ func (d *Decision) prioritise(c *Config, st *State) {
 			d.raise(st, i, Normal)
 		}
 	}
+}
+
+// probing says whether r, a reader without a pace, may still be a player
+// whose pace is not known yet (see PaceProbe and MaxBitrate) rather than
+// a download.
+func (c *Config) probing(st *State, r *Reader) bool {
+	if r.Pace > 0 {
+		return false
+	}
+	age := st.Now.Sub(r.Since)
+	if age < c.PaceProbe {
+		return true
+	}
+	return c.MaxBitrate > 0 && float64(r.Pos-r.Start) < c.MaxBitrate*age.Seconds()
 }
 
 // cut ends runs at the first piece the swarm completed or nobody wants; it

@@ -364,6 +364,29 @@ func TestPlan(t *testing.T) {
 		},
 		start: []Start{{First: 12, End: 13, Offset: 1200}},
 		prio:  map[int]Priority{8: Normal, 19: Normal},
+	}, {
+		name: "no pace after PaceProbe, slower than MaxBitrate on average: maybe a starving player, the window only",
+		config: func(c *Config) {
+			c.PaceProbe, c.MaxBitrate = 5*time.Second, 200 // it read 550 bytes in 5 s
+		},
+		setup: func(st *State) {
+			st.Avail[12] = 0
+			st.Rank = int((mix(12) + 1) % 4) // another proxy's share
+			st.Readers = []Reader{{Pos: 550, Since: t0.Add(-5 * time.Second)}}
+		},
+		prio: map[int]Priority{7: Readahead, 8: None, 12: None, 19: None},
+	}, {
+		name: "no pace after PaceProbe, faster than MaxBitrate on average: a download",
+		config: func(c *Config) {
+			c.PaceProbe, c.MaxBitrate = 5*time.Second, 100
+		},
+		setup: func(st *State) {
+			st.Avail[12] = 0
+			st.Rank = int((mix(12) + 1) % 4)
+			st.Readers = []Reader{{Pos: 550, Since: t0.Add(-5 * time.Second)}}
+		},
+		start: []Start{{First: 12, End: 13, Offset: 1200}},
+		prio:  map[int]Priority{8: Normal, 19: Normal},
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
