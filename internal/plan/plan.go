@@ -155,8 +155,11 @@ type Decision struct {
 	Cut      []Cut
 
 	// scratch
-	origin, due, fill []bool
-	urgent            []candidate
+	origin, due, fill, withheld []bool
+	class                       []int8
+	left                        int // origin budget left, in pieces
+	from                        int // the first download's playhead
+	urgent                      []candidate
 }
 
 type candidate struct {
@@ -176,6 +179,7 @@ func Plan(c *Config, st *State, d *Decision) {
 	}
 	d.prioritise(c, st)
 	urgentBusy, active := d.cut(st)
+	d.ownership(c, st)
 	if st.Now.Before(st.RetryAt) {
 		d.finish(n)
 		return
@@ -216,6 +220,8 @@ func (d *Decision) reset(n int) {
 	d.origin = resize(d.origin, n)
 	d.due = resize(d.due, n)
 	d.fill = resize(d.fill, n)
+	d.withheld = resize(d.withheld, n)
+	d.class = resize(d.class, n)
 	d.Start = d.Start[:0]
 	d.Cut = d.Cut[:0]
 	d.urgent = d.urgent[:0]
@@ -242,6 +248,7 @@ func (d *Decision) raise(st *State, i int, p Priority) {
 // fill for them.
 func (d *Decision) prioritise(c *Config, st *State) {
 	n := len(st.Have)
+	d.from = n
 	noPeers := st.Peers == 0 && !st.Connecting
 	ra := int((c.ReadaheadBytes + st.PieceLength - 1) / st.PieceLength)
 	for _, r := range st.Readers {
@@ -275,6 +282,9 @@ func (d *Decision) prioritise(c *Config, st *State) {
 			fill := r.Pace > 0 && absent ||
 				r.Pace == 0 && (!probing || absent && st.mine(i))
 			d.fill[i] = d.fill[i] || fill || noPeers
+		}
+		if r.Pace == 0 && !probing {
+			d.from = min(d.from, h)
 		}
 	}
 	if len(st.Readers) > 0 {
@@ -399,20 +409,30 @@ func (d *Decision) addUrgent(i int, pos int64, order float64) {
 	d.urgent = append(d.urgent, candidate{piece: i, offset: pos, order: order})
 }
 
-// fillOrigin starts up to free requests for readers without a deadline:
-// pieces no connected peer has, then, within the budget, the rarest that
-// peers have. With no peers at all, the file in order from the playhead.
-func (d *Decision) fillOrigin(c *Config, st *State, free int) {
-	if free <= 0 || st.Connecting && st.Peers == 0 {
+// Classes of the pieces the origin fills for readers without a deadline,
+// in the order it takes them (see ownership).
+const (
+	skip  int8 = iota // not the origin's, or not now
+	seed              // nobody has it and it is this proxy's share; with no peers, any
+	owned             // this proxy's budget, nobody has it
+	rare              // this proxy's budget, peers have it
+	other             // another proxy's share nobody has yet
+)
+
+// ownership classes the pieces the origin may fill for readers without a
+// deadline, and withholds from peers those it will take. Each piece nobody
+// has is one connected proxy's share (by rank); the budget adds owners:
+// about copies·(peers+1)/swarm proxies own each piece, the primary and the
+// ranks after it, so that what the crowd takes from the origin adds up to
+// the budget and the pieces a proxy owns are never asked of peers. (The
+// origin taking the rarest pieces peers have, as the swarm does, took the
+// very pieces peers were sending: up to seconds of them queued on a slow
+// uplink crossed the wire for nothing.)
+func (d *Decision) ownership(c *Config, st *State) {
+	if st.Connecting && st.Peers == 0 {
 		return
 	}
 	noPeers := st.Peers == 0
-	used := st.OriginPieces
-	for _, o := range d.origin {
-		if o {
-			used++
-		}
-	}
 	swarm := float64(max(st.Peers+1, st.Swarm))
 	copies := c.OriginCopies
 	if u := c.OriginUplinks; u > 0 {
@@ -420,44 +440,88 @@ func (d *Decision) fillOrigin(c *Config, st *State, free int) {
 		// slower than the origin alone would serve it (see OriginUplinks).
 		copies = max(copies, swarm*(1-swarm/u))
 	}
-	budget := int(copies * float64(len(st.Have)) / swarm)
-	// Pieces nobody has are split between the proxies connected to each
-	// other by rank: each takes its own share first, then any.
-	mine := st.mine
+	n := len(st.Have)
+	budget := int(copies * float64(n) / swarm)
+	used := st.OriginPieces
+	for _, o := range d.origin {
+		if o {
+			used++
+		}
+	}
+	d.left = budget - used
+	within := d.left > 0
+	owners := copies * float64(st.Peers+1) / swarm
+	for i, ok := range d.fill {
+		if !ok || st.Have[i] || d.origin[i] {
+			continue
+		}
+		absent := st.Avail[i] == 0
+		var k int8
+		own := within && st.owns(i, owners)
+		switch {
+		case noPeers || absent && st.mine(i):
+			k = seed
+		case own && absent:
+			k = owned
+		case own:
+			k = rare
+		case absent:
+			k = other
+		}
+		d.class[i] = k
+		// Another's share may still come from its owner: peers are asked
+		// for it as well.
+		d.withheld[i] = !noPeers && k != skip && k != other
+	}
+}
+
+// fillOrigin starts up to free requests for readers without a deadline,
+// in the order of ownership's classes: what nobody has rarest first, then
+// in this proxy's order (Seed); what the budget adds in the download's
+// order from its playhead; with no peers at all, the file in order.
+func (d *Decision) fillOrigin(c *Config, st *State, free int) {
+	noPeers := st.Peers == 0
 	runBytes := c.FillRunBytes
 	if noPeers {
 		runBytes = c.MaxRunBytes
 	}
 	for ; free > 0; free-- {
-		best, bestAvail, bestKey := -1, 0, uint64(0)
-		for i, ok := range d.fill {
-			if !ok || st.Have[i] || d.origin[i] || (st.Avail[i] > 0 && used >= budget) {
+		best, bestClass, bestAvail, bestKey := -1, skip, 0, uint64(0)
+		for i, k := range d.class {
+			if k == skip || d.origin[i] || (k == owned || k == rare) && d.left <= 0 {
 				continue
 			}
-			key := uint64(i)
-			if !noPeers {
-				// Own share of what nobody has first, then this proxy's
-				// shuffle (the top bit orders the two).
-				key = mix(st.Seed+uint64(i)) >> 1
-				if st.Avail[i] == 0 && !mine(i) {
-					key |= 1 << 63
-				}
+			key, avail := uint64(i), st.Avail[i]
+			switch {
+			case k == owned || k == rare:
+				// Other owners take these too: the download's order, so
+				// that its player waits the least.
+				key, avail = uint64((i-d.from+len(d.class))%len(d.class)), 0
+			case !noPeers:
+				key = mix(st.Seed + uint64(i))
 			}
-			if best < 0 || st.Avail[i] < bestAvail || st.Avail[i] == bestAvail && key < bestKey {
-				best, bestAvail, bestKey = i, st.Avail[i], key
+			if best < 0 || k < bestClass || k == bestClass && (avail < bestAvail || avail == bestAvail && key < bestKey) {
+				best, bestClass, bestAvail, bestKey = i, k, avail, key
 			}
 		}
 		if best < 0 {
 			return
 		}
-		absent := bestAvail == 0
-		own := absent && mine(best)
-		end := d.extend(best, runBytes, st, func(i int) bool {
-			return d.fill[i] && (st.Avail[i] == 0) == absent && (!own || mine(i))
-		})
+		end := d.extend(best, runBytes, st, func(i int) bool { return d.class[i] == bestClass })
 		d.Start = append(d.Start, Start{First: best, End: end, Offset: int64(best) * st.PieceLength})
-		used += end - best
+		if bestClass == owned || bestClass == rare {
+			d.left -= end - best
+		}
 	}
+}
+
+// owns says whether this proxy is one of piece i's owners (of owners on
+// average): the one whose share it is, then the ranks after it.
+func (st *State) owns(i int, owners float64) bool {
+	n := st.Peers + 1
+	k := (st.Rank - int(mix(uint64(i))%uint64(n)) + n) % n
+	whole := int(owners)
+	return k < whole || k == whole && float64(mix(^uint64(i))>>11)/(1<<53) < owners-float64(whole)
 }
 
 // mine says whether piece i is this proxy's share, by rank among the
@@ -480,10 +544,10 @@ func (d *Decision) extend(first int, maxBytes int64, st *State, ok func(int) boo
 	return end
 }
 
-// finish withholds from peers what the origin supplies.
+// finish withholds from peers what the origin supplies or will.
 func (d *Decision) finish(n int) {
 	for i := range n {
-		if d.origin[i] {
+		if d.origin[i] || d.withheld[i] {
 			d.Priority[i] = None
 		}
 	}

@@ -141,14 +141,58 @@ func TestPlan(t *testing.T) {
 		},
 		start: []Start{{First: 5, End: 6, Offset: 550, Urgent: true}},
 	}, {
-		name: "download within budget: the origin takes the rarest piece peers have",
+		name: "download within budget: the origin takes the pieces this proxy owns in the download's order and withholds them from peers",
 		setup: func(st *State) {
-			st.OriginPieces = 0 // budget: 2 copies / 4 proxies = 10 pieces
-			st.Avail[13], st.Avail[4] = 1, 2
+			st.OriginPieces = 0 // budget: 2 copies / 4 proxies = 10 pieces; each piece has 2 owners
 			st.Readers = []Reader{download(0)}
 			st.Have[0] = true
+			for i := 1; i < 20; i++ {
+				if !st.owns(i, 2) {
+					st.Avail[i] = 1 // rarer than any this proxy owns: left to peers
+				}
+			}
 		},
-		start: []Start{{First: 13, End: 14, Offset: 1300}, {First: 4, End: 5, Offset: 400}},
+		check: func(t *testing.T, st *State, d *Decision) {
+			first := ownedPiece(st, 2, 1)
+			if len(d.Start) != 2 || d.Start[0].First != first || d.Start[1].First <= first {
+				t.Fatalf("starts %+v, want two fills, the first at piece %d (the first owned)", d.Start, first)
+			}
+			for i := 1; i < 20; i++ {
+				if own := st.owns(i, 2); own != (d.Priority[i] == None) {
+					t.Errorf("piece %d (owned %v) priority %d: the origin's pieces, and only those, are wanted from no peer", i, own, d.Priority[i])
+				}
+			}
+		},
+	}, {
+		name: "each piece has as many owners as the budget has copies, shared among the ranks",
+		setup: func(st *State) {
+			st.Readers = []Reader{download(0)}
+		},
+		check: func(t *testing.T, st *State, d *Decision) {
+			for _, owners := range []float64{1, 1.5, 2, 3.5} {
+				total := 0
+				for i := range 20 {
+					n := 0
+					for rank := range 4 {
+						st.Rank = rank
+						if st.owns(i, owners) {
+							n++
+						}
+					}
+					if n < int(owners) || n > int(owners)+1 {
+						t.Errorf("owners %.1f: piece %d has %d owners", owners, i, n)
+					}
+					st.Rank = int(mix(uint64(i)) % 4)
+					if !st.owns(i, owners) {
+						t.Errorf("owners %.1f: piece %d's share is not its owner's", owners, i)
+					}
+					total += n
+				}
+				if lo, hi := owners*20*0.75, owners*20*1.25; float64(total) < lo || float64(total) > hi {
+					t.Errorf("owners %.1f: %d owned pieces in all, want about %.0f", owners, total, owners*20)
+				}
+			}
+		},
 	}, {
 		name: "download at its budget: no more pieces peers have",
 		setup: func(st *State) {
@@ -211,11 +255,15 @@ func TestPlan(t *testing.T) {
 		config: func(c *Config) { c.OriginUplinks = 10 },
 		setup: func(st *State) {
 			st.OriginPieces = 11 // budget: max(2, 4·(1-4/10)) = 2.4 copies / 4 proxies = 12 pieces
-			st.Avail[13] = 1
 			st.Readers = []Reader{download(0)}
 			st.Have[0] = true
 		},
-		start: []Start{{First: 13, End: 14, Offset: 1300}},
+		check: func(t *testing.T, st *State, d *Decision) {
+			first := ownedPiece(st, 2.4, 1)
+			if want := []Start{{First: first, End: first + 1, Offset: int64(first) * 100}}; !reflect.DeepEqual(d.Start, want) {
+				t.Errorf("start %+v, want %+v: one piece left in the budget, the first this proxy owns", d.Start, want)
+			}
+		},
 	}, {
 		name:   "a large swarm's budget is OriginCopies, whatever OriginUplinks",
 		config: func(c *Config) { c.OriginUplinks = 10 },
@@ -459,4 +507,16 @@ func BenchmarkPlan(b *testing.B) {
 	for b.Loop() {
 		Plan(&testConfig, st, &d)
 	}
+}
+
+// ownedPiece is the k-th piece (from 1) that st's proxy owns.
+func ownedPiece(st *State, owners float64, k int) int {
+	for i := 1; i < len(st.Have); i++ {
+		if st.owns(i, owners) {
+			if k--; k == 0 {
+				return i
+			}
+		}
+	}
+	return -1
 }
