@@ -110,8 +110,8 @@ const (
 	// MB/s within seconds.
 	paceProbe = 5 * time.Second
 	// maxBitrate (bytes per second) is the fastest stream taken for a
-	// player's: 6 Mbit/s, an HD video's.
-	maxBitrate = 750e3
+	// player's: 8 Mbit/s, an HD video's.
+	maxBitrate = 1e6
 	// peerStall: connected peers that completed no piece for this long do
 	// not count as delivering.
 	peerStall = 2 * time.Second

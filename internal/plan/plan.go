@@ -80,6 +80,11 @@ type Reader struct {
 	// Pace is the bytes per second it consumes, 0 when it reads as fast as
 	// it is served (no deadline).
 	Pace float64
+	// Peak is the highest average rate (bytes per second) it read at
+	// since its playhead started, measured from PaceProbe on; 0 if none.
+	// A download's average dips while it waits on a gap in the pieces
+	// held; a starving player's never rose.
+	Peak float64
 	// End is the byte its response ends before (0: the file's end): no
 	// piece past it is asked for this reader.
 	End int64
@@ -305,7 +310,7 @@ func (c *Config) probing(st *State, r *Reader) bool {
 	if age < c.PaceProbe {
 		return true
 	}
-	return c.MaxBitrate > 0 && float64(r.Pos-r.Start) < c.MaxBitrate*age.Seconds()
+	return c.MaxBitrate > 0 && max(r.Peak, float64(r.Pos-r.Start)/age.Seconds()) < c.MaxBitrate
 }
 
 // cut ends runs at the first piece the swarm completed or nobody wants; it

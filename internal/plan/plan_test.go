@@ -424,6 +424,18 @@ func TestPlan(t *testing.T) {
 		},
 		prio: map[int]Priority{7: Readahead, 8: None, 12: None, 19: None},
 	}, {
+		name: "no pace after PaceProbe, slower than MaxBitrate now but faster once: a download",
+		config: func(c *Config) {
+			c.PaceProbe, c.MaxBitrate = 5*time.Second, 200
+		},
+		setup: func(st *State) {
+			st.Avail[12] = 0
+			st.Rank = int((mix(12) + 1) % 4)
+			st.Readers = []Reader{{Pos: 550, Since: t0.Add(-5 * time.Second), Peak: 250}}
+		},
+		start: []Start{{First: 12, End: 13, Offset: 1200}},
+		prio:  map[int]Priority{8: Normal, 19: Normal},
+	}, {
 		name: "no pace after PaceProbe, faster than MaxBitrate on average: a download",
 		config: func(c *Config) {
 			c.PaceProbe, c.MaxBitrate = 5*time.Second, 100
