@@ -91,9 +91,9 @@ func (st *fileStats) setRefused(err error) {
 
 // Scheduling constants (see plan.Config).
 const (
-	urgentPieces     = 2
-	maxRunBytes      = 1 << 20
-	fillRunBytes     = 256 << 10
+	urgentPieces = 2
+	maxRunBytes  = 1 << 20
+	fillRunBytes = 256 << 10
 	// maxOriginFetches: with two, a crowd of 5 took its budget from the
 	// origin at 8-9 MB/s of its 12.5 (short fill runs, a round trip
 	// each); with four at 11-12 (N=5 crowd median 40.7 s against 43.9).
