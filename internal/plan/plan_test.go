@@ -423,30 +423,6 @@ func TestPlan(t *testing.T) {
 			st.Readers = []Reader{{Pos: 550, Since: t0.Add(-5 * time.Second)}}
 		},
 		prio: map[int]Priority{7: Readahead, 8: None, 12: None, 19: None},
-	}, {
-		name: "no pace after PaceProbe, slower than MaxBitrate now but faster once: a download",
-		config: func(c *Config) {
-			c.PaceProbe, c.MaxBitrate = 5*time.Second, 200
-		},
-		setup: func(st *State) {
-			st.Avail[12] = 0
-			st.Rank = int((mix(12) + 1) % 4)
-			st.Readers = []Reader{{Pos: 550, Since: t0.Add(-5 * time.Second), Peak: 250}}
-		},
-		start: []Start{{First: 12, End: 13, Offset: 1200}},
-		prio:  map[int]Priority{8: Normal, 19: Normal},
-	}, {
-		name: "no pace after PaceProbe, faster than MaxBitrate on average: a download",
-		config: func(c *Config) {
-			c.PaceProbe, c.MaxBitrate = 5*time.Second, 100
-		},
-		setup: func(st *State) {
-			st.Avail[12] = 0
-			st.Rank = int((mix(12) + 1) % 4)
-			st.Readers = []Reader{{Pos: 550, Since: t0.Add(-5 * time.Second)}}
-		},
-		start: []Start{{First: 12, End: 13, Offset: 1200}},
-		prio:  map[int]Priority{8: Normal, 19: Normal},
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -479,6 +455,32 @@ func TestPlan(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestProbing: which readers without a pace may still be players (asked
+// for their window only) and which are downloads.
+func TestProbing(t *testing.T) {
+	c := Config{PaceProbe: 5 * time.Second, MaxBitrate: 200}
+	st := &State{Now: t0}
+	for _, tc := range []struct {
+		name string
+		r    Reader
+		want bool
+	}{
+		{"within PaceProbe, however fast", Reader{Pos: 10000, Since: t0.Add(-4 * time.Second)}, true},
+		{"after PaceProbe, slower than MaxBitrate on average", Reader{Pos: 1500, Start: 500, Since: t0.Add(-10 * time.Second)}, true},
+		{"after PaceProbe, faster than MaxBitrate on average", Reader{Pos: 2500, Start: 0, Since: t0.Add(-10 * time.Second)}, false},
+		{"slower now, but faster once (Peak): a download waiting on a gap", Reader{Pos: 1000, Since: t0.Add(-10 * time.Second), Peak: 250}, false},
+		{"a pace: a player, not probing", Reader{Pos: 100, Since: t0.Add(-time.Second), Pace: 100}, false},
+	} {
+		if got := c.probing(st, &tc.r); got != tc.want {
+			t.Errorf("%s: probing %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	c.MaxBitrate = 0
+	if c.probing(st, &Reader{Pos: 1, Since: t0.Add(-10 * time.Second)}) {
+		t.Error("MaxBitrate 0: a reader without a pace after PaceProbe is probing, want a download")
 	}
 }
 
