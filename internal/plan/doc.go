@@ -22,9 +22,11 @@
 //     started, or that read no faster than MaxBitrate on average since
 //     then, may be a player whose bitrate is not known yet: it is asked
 //     for its window only, not for the whole file, and the origin takes
-//     for it only this proxy's share (by Rank) of the window's pieces no
-//     connected peer has: a new viewer neither floods its peers' uplinks
-//     nor has the origin send what the swarm holds or it may never watch.
+//     for it only the window's pieces no connected peer has that this
+//     proxy owns (see the budget below): a new viewer neither floods its
+//     peers' uplinks nor has the origin send what the swarm holds or it
+//     may never watch, and a crowd's downloads still take the origin's
+//     share of their window meanwhile.
 //   - A reader without a pace (a download reading as fast as it can) has no
 //     deadline: the swarm is asked for the rest of the file, and the origin
 //     serves what no connected peer has: first this proxy's share of it

@@ -164,6 +164,7 @@ type Decision struct {
 	class                       []int8
 	left                        int // origin budget left, in pieces
 	from                        int // the first download's playhead
+	copies, swarm, owners       float64
 	urgent                      []candidate
 }
 
@@ -182,6 +183,7 @@ func Plan(c *Config, st *State, d *Decision) {
 			d.origin[i] = true
 		}
 	}
+	d.budget(c, st)
 	d.prioritise(c, st)
 	urgentBusy, active := d.cut(st)
 	d.ownership(c, st)
@@ -280,12 +282,12 @@ func (d *Decision) prioritise(c *Config, st *State) {
 			// A player ahead of every connected peer has the origin fill
 			// its window, not only what is due: the viewers behind it then
 			// have the window's time to take those pieces from it. A
-			// reader that may be a player takes only its share of what
-			// nobody has: peers, or the proxy that owns a piece, supply the
-			// rest of its window.
+			// reader that may be a player takes only the pieces it owns of
+			// what nobody has: peers, or the proxies that own a piece,
+			// supply the rest of its window.
 			absent := st.Avail[i] == 0
 			fill := r.Pace > 0 && absent ||
-				r.Pace == 0 && (!probing || absent && st.mine(i))
+				r.Pace == 0 && (!probing || absent && st.owns(i, d.owners))
 			d.fill[i] = d.fill[i] || fill || noPeers
 		}
 		if r.Pace == 0 && !probing {
@@ -424,6 +426,20 @@ const (
 	other             // another proxy's share nobody has yet
 )
 
+// budget sets the copies of the file the swarm takes from the origin for
+// readers without a deadline, the swarm they are shared among, and how
+// many owners each piece has among the connected proxies.
+func (d *Decision) budget(c *Config, st *State) {
+	d.swarm = float64(max(st.Peers+1, st.Swarm))
+	d.copies = c.OriginCopies
+	if u := c.OriginUplinks; u > 0 {
+		// A small swarm has few uplinks: it gets what keeps a crowd no
+		// slower than the origin alone would serve it (see OriginUplinks).
+		d.copies = max(d.copies, d.swarm*(1-d.swarm/u))
+	}
+	d.owners = d.copies * float64(st.Peers+1) / d.swarm
+}
+
 // ownership classes the pieces the origin may fill for readers without a
 // deadline, and withholds from peers those it will take. Each piece nobody
 // has is one connected proxy's share (by rank); the budget adds owners:
@@ -438,15 +454,8 @@ func (d *Decision) ownership(c *Config, st *State) {
 		return
 	}
 	noPeers := st.Peers == 0
-	swarm := float64(max(st.Peers+1, st.Swarm))
-	copies := c.OriginCopies
-	if u := c.OriginUplinks; u > 0 {
-		// A small swarm has few uplinks: it gets what keeps a crowd no
-		// slower than the origin alone would serve it (see OriginUplinks).
-		copies = max(copies, swarm*(1-swarm/u))
-	}
 	n := len(st.Have)
-	budget := int(copies * float64(n) / swarm)
+	budget := int(d.copies * float64(n) / d.swarm)
 	used := st.OriginPieces
 	for _, o := range d.origin {
 		if o {
@@ -455,14 +464,13 @@ func (d *Decision) ownership(c *Config, st *State) {
 	}
 	d.left = budget - used
 	within := d.left > 0
-	owners := copies * float64(st.Peers+1) / swarm
 	for i, ok := range d.fill {
 		if !ok || st.Have[i] || d.origin[i] {
 			continue
 		}
 		absent := st.Avail[i] == 0
 		var k int8
-		own := within && st.owns(i, owners)
+		own := within && st.owns(i, d.owners)
 		switch {
 		case noPeers || absent && st.mine(i):
 			k = seed

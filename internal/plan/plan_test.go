@@ -384,7 +384,7 @@ func TestPlan(t *testing.T) {
 		},
 		prio: map[int]Priority{5: Now, 6: Readahead, 7: Readahead, 8: None, 19: None},
 	}, {
-		name:   "no pace yet, within PaceProbe: the origin fills its share of what no peer has in the window, nothing past it",
+		name:   "no pace yet, within PaceProbe: the origin fills what no peer has in the window and this proxy owns, nothing past it",
 		config: func(c *Config) { c.PaceProbe = 5 * time.Second },
 		setup: func(st *State) {
 			st.Avail[7], st.Avail[12] = 0, 0
@@ -394,12 +394,12 @@ func TestPlan(t *testing.T) {
 		start: []Start{{First: 7, End: 8, Offset: 700}},
 		prio:  map[int]Priority{7: None, 12: None},
 	}, {
-		name:   "no pace yet, within PaceProbe: another proxy's share of what no peer has is left to it, pieces peers have to peers",
+		name:   "no pace yet, within PaceProbe: what no peer has and this proxy does not own is left to its owners, pieces peers have to peers",
 		config: func(c *Config) { c.PaceProbe = 5 * time.Second },
 		setup: func(st *State) {
 			st.OriginPieces = 0 // within budget
 			st.Avail[7] = 0
-			st.Rank = int((mix(7) + 1) % 4)
+			st.Rank = int((mix(7) + 2) % 4) // 2 copies among 4: piece 7's owners are the two ranks from its share's
 			st.Readers = []Reader{{Pos: 550, Since: t0.Add(-time.Second)}}
 		},
 		prio: map[int]Priority{6: Readahead, 7: Readahead},
