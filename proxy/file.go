@@ -91,10 +91,13 @@ func (st *fileStats) setRefused(err error) {
 
 // Scheduling constants (see plan.Config).
 const (
-	urgentPieces     = 2
-	maxRunBytes      = 1 << 20
-	fillRunBytes     = 256 << 10
-	maxOriginFetches = 2
+	urgentPieces = 2
+	maxRunBytes  = 1 << 20
+	fillRunBytes = 256 << 10
+	// maxOriginFetches: with two, a crowd of 5 took its budget from the
+	// origin at 8-9 MB/s of its 12.5 (short fill runs, a round trip
+	// each); with four at 11-12 (N=5 crowd median 40.7 s against 43.9).
+	maxOriginFetches = 4
 	headBytes        = 1 << 20
 	// originLead: a player's piece due this soon goes to the origin; peers
 	// have the rest of the read-ahead window to deliver it.
@@ -102,12 +105,19 @@ const (
 	// paceProbe: a new reader reads as fast as it is served while the
 	// player's buffer and the loopback socket's (megabytes, autotuned)
 	// fill; the pace meter (paceWindow) tells a player a second or two
-	// later. Until then it gets a player's window, not the whole file. A
-	// download loses little meanwhile: a crowd's window is split by rank,
-	// and the uplinks bound its rate either way. (Viewers 2 s apart are
-	// served barely faster than their bitrate and showed no pace for about
-	// 30 s in the fleet bench: this probe is too short for them.)
-	paceProbe = 15 * time.Second
+	// later. Until then it gets a player's window, not the whole file.
+	// After it, a reader still without a pace is a download only if it
+	// read faster than maxBitrate on average: viewers 2 s apart are served
+	// barely faster than their bitrate and showed no pace for about 30 s
+	// in the fleet bench, while a crowd's downloads are served at several
+	// MB/s within seconds. 10 s, not 5: viewers joining a swarm of 20
+	// are fed fast at first and were taken for downloads before their
+	// pace showed (3.6 viewers' worth of origin at 5 s, 2.5 at 10 s);
+	// meanwhile a crowd's download takes the window's pieces it owns.
+	paceProbe = 10 * time.Second
+	// maxBitrate (bytes per second) is the fastest stream taken for a
+	// player's: 8 Mbit/s, an HD video's.
+	maxBitrate = 1e6
 	// peerStall: connected peers that completed no piece for this long do
 	// not count as delivering.
 	peerStall = 2 * time.Second
@@ -148,6 +158,7 @@ func newFile(s *Server, info *fileinfo.Info, entry *cache.Entry, t *swarm.Torren
 				FirstGrace:     s.cfg.PeerGrace,
 				PeerStall:      peerStall,
 				PaceProbe:      paceProbe,
+				MaxBitrate:     maxBitrate,
 				OriginCopies:   s.cfg.OriginCopies,
 				OriginUplinks:  max(0, s.cfg.OriginUplinks),
 			},

@@ -29,6 +29,7 @@ type streamReader struct {
 	since  time.Time
 	waited time.Duration
 	meter  paceMeter
+	peak   float64 // plan.Reader.Peak
 	// direct streams the rest from the origin once the cache has failed.
 	direct io.ReadCloser
 }
@@ -121,8 +122,12 @@ func (r *streamReader) moveHead(i int) {
 		return
 	}
 	r.head = i
-	pace := r.meter.update(time.Now(), r.off, r.waited)
-	pr := plan.Reader{Pos: r.off, Start: r.start, Since: r.since, Pace: pace, End: r.end}
+	now := time.Now()
+	pace := r.meter.update(now, r.off, r.waited)
+	if age := now.Sub(r.since); age >= paceProbe {
+		r.peak = max(r.peak, float64(r.off-r.start)/age.Seconds())
+	}
+	pr := plan.Reader{Pos: r.off, Start: r.start, Since: r.since, Pace: pace, Peak: r.peak, End: r.end}
 	r.f.mu.Lock()
 	r.f.readers[r] = pr
 	r.f.mu.Unlock()

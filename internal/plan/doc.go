@@ -19,26 +19,33 @@
 //     window before it reads it and the viewers behind it have that time
 //     to take those pieces from it.
 //   - A reader without a pace for less than PaceProbe since its playhead
-//     started may be a player whose bitrate is not known yet: it is asked
+//     started, or that read no faster than MaxBitrate on average since
+//     then, may be a player whose bitrate is not known yet: it is asked
 //     for its window only, not for the whole file, and the origin takes
-//     for it only this proxy's share (by Rank) of the window's pieces no
-//     connected peer has: a new viewer neither floods its peers' uplinks
-//     nor has the origin send what the swarm holds or it may never watch.
+//     for it only the window's pieces no connected peer has that this
+//     proxy owns (see the budget below): a new viewer neither floods its
+//     peers' uplinks nor has the origin send what the swarm holds or it
+//     may never watch, and a crowd's downloads still take the origin's
+//     share of their window meanwhile.
 //   - A reader without a pace (a download reading as fast as it can) has no
 //     deadline: the swarm is asked for the rest of the file, and the origin
 //     serves what no connected peer has: first this proxy's share of it
 //     (pieces split by Rank among proxies connected to each other), then
 //     the rest in an order of its own (Seed), so that a crowd's origin
 //     fetches add up to about one copy that the swarm spreads, as a
-//     BitTorrent initial seeder does. Beyond that the origin supplies the
-//     rarest pieces peers have only within the proxy's budget:
+//     BitTorrent initial seeder does. Beyond that the origin supplies,
+//     within the proxy's budget, the pieces this proxy owns: the budget is
 //     OriginCopies copies of the file shared among the proxies of the
-//     swarm, the operator's trade-off between origin egress and speed; a
+//     swarm, the operator's trade-off between origin egress and speed (a
 //     swarm smaller than OriginUplinks gets at least N·(1-N/U) copies,
 //     what keeps a crowd of N no slower than the origin alone would serve
-//     it (the arithmetic is at Config.OriginUplinks). When connected
-//     peers deliver nothing for PeerStall, the piece the reader waits on
-//     goes to the origin.
+//     it; the arithmetic is at Config.OriginUplinks), and each piece has
+//     about that many owners among the connected proxies, its share's
+//     proxy and the ranks after it. Owned pieces are withheld from peers
+//     from the start and fetched in the download's order, so the origin
+//     never takes a piece peers are sending. When connected peers deliver
+//     nothing for PeerStall, the piece the reader waits on goes to the
+//     origin.
 //   - A piece the origin fetches is wanted from no peer, and an origin run
 //     stops at the first piece the swarm completed or nobody wants, so no
 //     piece crosses the wire twice.

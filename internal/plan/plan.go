@@ -54,6 +54,17 @@ type Config struct {
 	// that a new viewer neither floods its peers' uplinks nor has the
 	// origin fill pieces it may never watch. 0: no probe.
 	PaceProbe time.Duration
+	// MaxBitrate is the fastest a player is expected to consume, bytes
+	// per second (0: no limit). A reader whose pace is not known and that
+	// read slower than this on average since its playhead started stays a
+	// possible player after PaceProbe too: a viewer fed by the swarm
+	// barely faster than its bitrate waits for pieces nearly all the time,
+	// so its pace shows only once its buffers are full (about 30 s for
+	// viewers 2 s apart); taken for a download meanwhile, it had the
+	// origin send its share of the whole file. A download is served
+	// faster than any bitrate as soon as the origin or a few uplinks feed
+	// it.
+	MaxBitrate float64
 	// OriginCopies is how many copies of the file the proxies connected
 	// together take from the origin for readers without a deadline, beyond
 	// the pieces no peer has.
@@ -69,6 +80,11 @@ type Reader struct {
 	// Pace is the bytes per second it consumes, 0 when it reads as fast as
 	// it is served (no deadline).
 	Pace float64
+	// Peak is the highest average rate (bytes per second) it read at
+	// since its playhead started, measured from PaceProbe on; 0 if none.
+	// A download's average dips while it waits on a gap in the pieces
+	// held; a starving player's never rose.
+	Peak float64
 	// End is the byte its response ends before (0: the file's end): no
 	// piece past it is asked for this reader.
 	End int64
@@ -144,8 +160,12 @@ type Decision struct {
 	Cut      []Cut
 
 	// scratch
-	origin, due, fill []bool
-	urgent            []candidate
+	origin, due, fill, withheld []bool
+	class                       []int8
+	left                        int // origin budget left, in pieces
+	from                        int // the first download's playhead
+	copies, swarm, owners       float64
+	urgent                      []candidate
 }
 
 type candidate struct {
@@ -163,8 +183,10 @@ func Plan(c *Config, st *State, d *Decision) {
 			d.origin[i] = true
 		}
 	}
+	d.budget(c, st)
 	d.prioritise(c, st)
 	urgentBusy, active := d.cut(st)
+	d.ownership(c, st)
 	if st.Now.Before(st.RetryAt) {
 		d.finish(n)
 		return
@@ -205,6 +227,8 @@ func (d *Decision) reset(n int) {
 	d.origin = resize(d.origin, n)
 	d.due = resize(d.due, n)
 	d.fill = resize(d.fill, n)
+	d.withheld = resize(d.withheld, n)
+	d.class = resize(d.class, n)
 	d.Start = d.Start[:0]
 	d.Cut = d.Cut[:0]
 	d.urgent = d.urgent[:0]
@@ -231,6 +255,7 @@ func (d *Decision) raise(st *State, i int, p Priority) {
 // fill for them.
 func (d *Decision) prioritise(c *Config, st *State) {
 	n := len(st.Have)
+	d.from = n
 	noPeers := st.Peers == 0 && !st.Connecting
 	ra := int((c.ReadaheadBytes + st.PieceLength - 1) / st.PieceLength)
 	for _, r := range st.Readers {
@@ -241,7 +266,7 @@ func (d *Decision) prioritise(c *Config, st *State) {
 		last := r.last(st)
 		window := min(last, h+c.UrgentPieces+ra)
 		end := last
-		probing := r.Pace == 0 && st.Now.Sub(r.Since) < c.PaceProbe
+		probing := c.probing(st, &r)
 		if r.Pace > 0 || probing {
 			end = window
 		}
@@ -257,13 +282,16 @@ func (d *Decision) prioritise(c *Config, st *State) {
 			// A player ahead of every connected peer has the origin fill
 			// its window, not only what is due: the viewers behind it then
 			// have the window's time to take those pieces from it. A
-			// reader that may be a player takes only its share of what
-			// nobody has: peers, or the proxy that owns a piece, supply the
-			// rest of its window.
+			// reader that may be a player takes only the pieces it owns of
+			// what nobody has: peers, or the proxies that own a piece,
+			// supply the rest of its window.
 			absent := st.Avail[i] == 0
 			fill := r.Pace > 0 && absent ||
-				r.Pace == 0 && (!probing || absent && st.mine(i))
+				r.Pace == 0 && (!probing || absent && st.owns(i, d.owners))
 			d.fill[i] = d.fill[i] || fill || noPeers
+		}
+		if r.Pace == 0 && !probing {
+			d.from = min(d.from, h)
 		}
 	}
 	if len(st.Readers) > 0 {
@@ -271,6 +299,20 @@ func (d *Decision) prioritise(c *Config, st *State) {
 			d.raise(st, i, Normal)
 		}
 	}
+}
+
+// probing says whether r, a reader without a pace, may still be a player
+// whose pace is not known yet (see PaceProbe and MaxBitrate) rather than
+// a download.
+func (c *Config) probing(st *State, r *Reader) bool {
+	if r.Pace > 0 {
+		return false
+	}
+	age := st.Now.Sub(r.Since)
+	if age < c.PaceProbe {
+		return true
+	}
+	return c.MaxBitrate > 0 && max(r.Peak, float64(r.Pos-r.Start)/age.Seconds()) < c.MaxBitrate
 }
 
 // cut ends runs at the first piece the swarm completed or nobody wants; it
@@ -374,65 +416,125 @@ func (d *Decision) addUrgent(i int, pos int64, order float64) {
 	d.urgent = append(d.urgent, candidate{piece: i, offset: pos, order: order})
 }
 
-// fillOrigin starts up to free requests for readers without a deadline:
-// pieces no connected peer has, then, within the budget, the rarest that
-// peers have. With no peers at all, the file in order from the playhead.
-func (d *Decision) fillOrigin(c *Config, st *State, free int) {
-	if free <= 0 || st.Connecting && st.Peers == 0 {
+// Classes of the pieces the origin fills for readers without a deadline,
+// in the order it takes them (see ownership).
+const (
+	skip  int8 = iota // not the origin's, or not now
+	seed              // nobody has it and it is this proxy's share; with no peers, any
+	owned             // this proxy's budget, nobody has it
+	rare              // this proxy's budget, peers have it
+	other             // another proxy's share nobody has yet
+)
+
+// budget sets the copies of the file the swarm takes from the origin for
+// readers without a deadline, the swarm they are shared among, and how
+// many owners each piece has among the connected proxies.
+func (d *Decision) budget(c *Config, st *State) {
+	d.swarm = float64(max(st.Peers+1, st.Swarm))
+	d.copies = c.OriginCopies
+	if u := c.OriginUplinks; u > 0 {
+		// A small swarm has few uplinks: it gets what keeps a crowd no
+		// slower than the origin alone would serve it (see OriginUplinks).
+		d.copies = max(d.copies, d.swarm*(1-d.swarm/u))
+	}
+	d.owners = d.copies * float64(st.Peers+1) / d.swarm
+}
+
+// ownership classes the pieces the origin may fill for readers without a
+// deadline, and withholds from peers those it will take. Each piece nobody
+// has is one connected proxy's share (by rank); the budget adds owners:
+// about copies·(peers+1)/swarm proxies own each piece, the primary and the
+// ranks after it, so that what the crowd takes from the origin adds up to
+// the budget and the pieces a proxy owns are never asked of peers. (The
+// origin taking the rarest pieces peers have, as the swarm does, took the
+// very pieces peers were sending: up to seconds of them queued on a slow
+// uplink crossed the wire for nothing.)
+func (d *Decision) ownership(c *Config, st *State) {
+	if st.Connecting && st.Peers == 0 {
 		return
 	}
 	noPeers := st.Peers == 0
+	n := len(st.Have)
+	budget := int(d.copies * float64(n) / d.swarm)
 	used := st.OriginPieces
 	for _, o := range d.origin {
 		if o {
 			used++
 		}
 	}
-	swarm := float64(max(st.Peers+1, st.Swarm))
-	copies := c.OriginCopies
-	if u := c.OriginUplinks; u > 0 {
-		// A small swarm has few uplinks: it gets what keeps a crowd no
-		// slower than the origin alone would serve it (see OriginUplinks).
-		copies = max(copies, swarm*(1-swarm/u))
+	d.left = budget - used
+	within := d.left > 0
+	for i, ok := range d.fill {
+		if !ok || st.Have[i] || d.origin[i] {
+			continue
+		}
+		absent := st.Avail[i] == 0
+		var k int8
+		own := within && st.owns(i, d.owners)
+		switch {
+		case noPeers || absent && st.mine(i):
+			k = seed
+		case own && absent:
+			k = owned
+		case own:
+			k = rare
+		case absent:
+			k = other
+		}
+		d.class[i] = k
+		// Another's share may still come from its owner: peers are asked
+		// for it as well.
+		d.withheld[i] = !noPeers && k != skip && k != other
 	}
-	budget := int(copies * float64(len(st.Have)) / swarm)
-	// Pieces nobody has are split between the proxies connected to each
-	// other by rank: each takes its own share first, then any.
-	mine := st.mine
+}
+
+// fillOrigin starts up to free requests for readers without a deadline,
+// in the order of ownership's classes: what nobody has rarest first, then
+// in this proxy's order (Seed); what the budget adds in the download's
+// order from its playhead; with no peers at all, the file in order.
+func (d *Decision) fillOrigin(c *Config, st *State, free int) {
+	noPeers := st.Peers == 0
 	runBytes := c.FillRunBytes
 	if noPeers {
 		runBytes = c.MaxRunBytes
 	}
 	for ; free > 0; free-- {
-		best, bestAvail, bestKey := -1, 0, uint64(0)
-		for i, ok := range d.fill {
-			if !ok || st.Have[i] || d.origin[i] || (st.Avail[i] > 0 && used >= budget) {
+		best, bestClass, bestAvail, bestKey := -1, skip, 0, uint64(0)
+		for i, k := range d.class {
+			if k == skip || d.origin[i] || (k == owned || k == rare) && d.left <= 0 {
 				continue
 			}
-			key := uint64(i)
-			if !noPeers {
-				// Own share of what nobody has first, then this proxy's
-				// shuffle (the top bit orders the two).
-				key = mix(st.Seed+uint64(i)) >> 1
-				if st.Avail[i] == 0 && !mine(i) {
-					key |= 1 << 63
-				}
+			key, avail := uint64(i), st.Avail[i]
+			switch {
+			case k == owned || k == rare:
+				// Other owners take these too: the download's order, so
+				// that its player waits the least.
+				key, avail = uint64((i-d.from+len(d.class))%len(d.class)), 0
+			case !noPeers:
+				key = mix(st.Seed + uint64(i))
 			}
-			if best < 0 || st.Avail[i] < bestAvail || st.Avail[i] == bestAvail && key < bestKey {
-				best, bestAvail, bestKey = i, st.Avail[i], key
+			if best < 0 || k < bestClass || k == bestClass && (avail < bestAvail || avail == bestAvail && key < bestKey) {
+				best, bestClass, bestAvail, bestKey = i, k, avail, key
 			}
 		}
 		if best < 0 {
 			return
 		}
-		absent := bestAvail == 0
-		own := absent && mine(best)
-		end := d.extend(best, runBytes, st, func(i int) bool {
-			return d.fill[i] && (st.Avail[i] == 0) == absent && (!own || mine(i))
-		})
+		end := d.extend(best, runBytes, st, func(i int) bool { return d.class[i] == bestClass })
 		d.Start = append(d.Start, Start{First: best, End: end, Offset: int64(best) * st.PieceLength})
-		used += end - best
+		if bestClass == owned || bestClass == rare {
+			d.left -= end - best
+		}
 	}
+}
+
+// owns says whether this proxy is one of piece i's owners (of owners on
+// average): the one whose share it is, then the ranks after it.
+func (st *State) owns(i int, owners float64) bool {
+	n := st.Peers + 1
+	k := (st.Rank - int(mix(uint64(i))%uint64(n)) + n) % n
+	whole := int(owners)
+	return k < whole || k == whole && float64(mix(^uint64(i))>>11)/(1<<53) < owners-float64(whole)
 }
 
 // mine says whether piece i is this proxy's share, by rank among the
@@ -455,10 +557,10 @@ func (d *Decision) extend(first int, maxBytes int64, st *State, ok func(int) boo
 	return end
 }
 
-// finish withholds from peers what the origin supplies.
+// finish withholds from peers what the origin supplies or will.
 func (d *Decision) finish(n int) {
 	for i := range n {
-		if d.origin[i] {
+		if d.origin[i] || d.withheld[i] {
 			d.Priority[i] = None
 		}
 	}

@@ -141,14 +141,58 @@ func TestPlan(t *testing.T) {
 		},
 		start: []Start{{First: 5, End: 6, Offset: 550, Urgent: true}},
 	}, {
-		name: "download within budget: the origin takes the rarest piece peers have",
+		name: "download within budget: the origin takes the pieces this proxy owns in the download's order and withholds them from peers",
 		setup: func(st *State) {
-			st.OriginPieces = 0 // budget: 2 copies / 4 proxies = 10 pieces
-			st.Avail[13], st.Avail[4] = 1, 2
+			st.OriginPieces = 0 // budget: 2 copies / 4 proxies = 10 pieces; each piece has 2 owners
 			st.Readers = []Reader{download(0)}
 			st.Have[0] = true
+			for i := 1; i < 20; i++ {
+				if !st.owns(i, 2) {
+					st.Avail[i] = 1 // rarer than any this proxy owns: left to peers
+				}
+			}
 		},
-		start: []Start{{First: 13, End: 14, Offset: 1300}, {First: 4, End: 5, Offset: 400}},
+		check: func(t *testing.T, st *State, d *Decision) {
+			first := ownedPiece(st, 2, 1)
+			if len(d.Start) != 2 || d.Start[0].First != first || d.Start[1].First <= first {
+				t.Fatalf("starts %+v, want two fills, the first at piece %d (the first owned)", d.Start, first)
+			}
+			for i := 1; i < 20; i++ {
+				if own := st.owns(i, 2); own != (d.Priority[i] == None) {
+					t.Errorf("piece %d (owned %v) priority %d: the origin's pieces, and only those, are wanted from no peer", i, own, d.Priority[i])
+				}
+			}
+		},
+	}, {
+		name: "each piece has as many owners as the budget has copies, shared among the ranks",
+		setup: func(st *State) {
+			st.Readers = []Reader{download(0)}
+		},
+		check: func(t *testing.T, st *State, d *Decision) {
+			for _, owners := range []float64{1, 1.5, 2, 3.5} {
+				total := 0
+				for i := range 20 {
+					n := 0
+					for rank := range 4 {
+						st.Rank = rank
+						if st.owns(i, owners) {
+							n++
+						}
+					}
+					if n < int(owners) || n > int(owners)+1 {
+						t.Errorf("owners %.1f: piece %d has %d owners", owners, i, n)
+					}
+					st.Rank = int(mix(uint64(i)) % 4)
+					if !st.owns(i, owners) {
+						t.Errorf("owners %.1f: piece %d's share is not its owner's", owners, i)
+					}
+					total += n
+				}
+				if lo, hi := owners*20*0.75, owners*20*1.25; float64(total) < lo || float64(total) > hi {
+					t.Errorf("owners %.1f: %d owned pieces in all, want about %.0f", owners, total, owners*20)
+				}
+			}
+		},
 	}, {
 		name: "download at its budget: no more pieces peers have",
 		setup: func(st *State) {
@@ -211,11 +255,15 @@ func TestPlan(t *testing.T) {
 		config: func(c *Config) { c.OriginUplinks = 10 },
 		setup: func(st *State) {
 			st.OriginPieces = 11 // budget: max(2, 4·(1-4/10)) = 2.4 copies / 4 proxies = 12 pieces
-			st.Avail[13] = 1
 			st.Readers = []Reader{download(0)}
 			st.Have[0] = true
 		},
-		start: []Start{{First: 13, End: 14, Offset: 1300}},
+		check: func(t *testing.T, st *State, d *Decision) {
+			first := ownedPiece(st, 2.4, 1)
+			if want := []Start{{First: first, End: first + 1, Offset: int64(first) * 100}}; !reflect.DeepEqual(d.Start, want) {
+				t.Errorf("start %+v, want %+v: one piece left in the budget, the first this proxy owns", d.Start, want)
+			}
+		},
 	}, {
 		name:   "a large swarm's budget is OriginCopies, whatever OriginUplinks",
 		config: func(c *Config) { c.OriginUplinks = 10 },
@@ -336,7 +384,7 @@ func TestPlan(t *testing.T) {
 		},
 		prio: map[int]Priority{5: Now, 6: Readahead, 7: Readahead, 8: None, 19: None},
 	}, {
-		name:   "no pace yet, within PaceProbe: the origin fills its share of what no peer has in the window, nothing past it",
+		name:   "no pace yet, within PaceProbe: the origin fills what no peer has in the window and this proxy owns, nothing past it",
 		config: func(c *Config) { c.PaceProbe = 5 * time.Second },
 		setup: func(st *State) {
 			st.Avail[7], st.Avail[12] = 0, 0
@@ -346,12 +394,12 @@ func TestPlan(t *testing.T) {
 		start: []Start{{First: 7, End: 8, Offset: 700}},
 		prio:  map[int]Priority{7: None, 12: None},
 	}, {
-		name:   "no pace yet, within PaceProbe: another proxy's share of what no peer has is left to it, pieces peers have to peers",
+		name:   "no pace yet, within PaceProbe: what no peer has and this proxy does not own is left to its owners, pieces peers have to peers",
 		config: func(c *Config) { c.PaceProbe = 5 * time.Second },
 		setup: func(st *State) {
 			st.OriginPieces = 0 // within budget
 			st.Avail[7] = 0
-			st.Rank = int((mix(7) + 1) % 4)
+			st.Rank = int((mix(7) + 2) % 4) // 2 copies among 4: piece 7's owners are the two ranks from its share's
 			st.Readers = []Reader{{Pos: 550, Since: t0.Add(-time.Second)}}
 		},
 		prio: map[int]Priority{6: Readahead, 7: Readahead},
@@ -364,6 +412,17 @@ func TestPlan(t *testing.T) {
 		},
 		start: []Start{{First: 12, End: 13, Offset: 1200}},
 		prio:  map[int]Priority{8: Normal, 19: Normal},
+	}, {
+		name: "no pace after PaceProbe, slower than MaxBitrate on average: maybe a starving player, the window only",
+		config: func(c *Config) {
+			c.PaceProbe, c.MaxBitrate = 5*time.Second, 200 // it read 550 bytes in 5 s
+		},
+		setup: func(st *State) {
+			st.Avail[12] = 0
+			st.Rank = int((mix(12) + 1) % 4) // another proxy's share
+			st.Readers = []Reader{{Pos: 550, Since: t0.Add(-5 * time.Second)}}
+		},
+		prio: map[int]Priority{7: Readahead, 8: None, 12: None, 19: None},
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -396,6 +455,32 @@ func TestPlan(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestProbing: which readers without a pace may still be players (asked
+// for their window only) and which are downloads.
+func TestProbing(t *testing.T) {
+	c := Config{PaceProbe: 5 * time.Second, MaxBitrate: 200}
+	st := &State{Now: t0}
+	for _, tc := range []struct {
+		name string
+		r    Reader
+		want bool
+	}{
+		{"within PaceProbe, however fast", Reader{Pos: 10000, Since: t0.Add(-4 * time.Second)}, true},
+		{"after PaceProbe, slower than MaxBitrate on average", Reader{Pos: 1500, Start: 500, Since: t0.Add(-10 * time.Second)}, true},
+		{"after PaceProbe, faster than MaxBitrate on average", Reader{Pos: 2500, Start: 0, Since: t0.Add(-10 * time.Second)}, false},
+		{"slower now, but faster once (Peak): a download waiting on a gap", Reader{Pos: 1000, Since: t0.Add(-10 * time.Second), Peak: 250}, false},
+		{"a pace: a player, not probing", Reader{Pos: 100, Since: t0.Add(-time.Second), Pace: 100}, false},
+	} {
+		if got := c.probing(st, &tc.r); got != tc.want {
+			t.Errorf("%s: probing %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	c.MaxBitrate = 0
+	if c.probing(st, &Reader{Pos: 1, Since: t0.Add(-10 * time.Second)}) {
+		t.Error("MaxBitrate 0: a reader without a pace after PaceProbe is probing, want a download")
 	}
 }
 
@@ -436,4 +521,16 @@ func BenchmarkPlan(b *testing.B) {
 	for b.Loop() {
 		Plan(&testConfig, st, &d)
 	}
+}
+
+// ownedPiece is the k-th piece (from 1) that st's proxy owns.
+func ownedPiece(st *State, owners float64, k int) int {
+	for i := 1; i < len(st.Have); i++ {
+		if st.owns(i, owners) {
+			if k--; k == 0 {
+				return i
+			}
+		}
+	}
+	return -1
 }
