@@ -22,29 +22,23 @@ import (
 	"github.com/p2sp/p2sp/metrics"
 )
 
-// coldBytes bounds the origin request a cold request starts with. It is
-// what the player waits on before peers could answer at all: enough to
-// cover the tracker's round trip at any origin speed (256 KiB is 21 ms at
-// 100 Mbit/s), and no more, since every byte of it comes from the origin
-// even when the tracker then names peers that hold the file (at 1 MiB, a
-// second proxy took a quarter of a 4 MiB file from the origin). Past it,
-// the file's scheduler decides who supplies the rest.
-const coldBytes = 256 << 10
-
-// coldSpan is the range a cold request asks the origin for at once: from
-// the player's first byte, at most coldBytes. ok is false for what cannot
-// be placed without the size (a suffix range) or is not one range.
+// coldSpan is the range a cold request asks the origin for at once: the
+// whole range the player asked for (to the file's end when it is open),
+// in one request, so that no byte of it waits on a second round trip.
+// Once the tracker has answered, the file's scheduler takes over (see
+// coldReader). ok is false for what cannot be placed without the size (a
+// suffix range) or is not one range.
 func coldSpan(r *http.Request) (off, n int64, ok bool) {
 	ranges, err := byterange.Parse(r.Header.Get("Range"), math.MaxInt64)
 	switch {
 	case err != nil || len(ranges) > 1:
 		return 0, 0, false
 	case len(ranges) == 0:
-		return 0, coldBytes, true
+		return 0, math.MaxInt64, true
 	case ranges[0].Start > math.MaxInt64/2: // bytes=-N
 		return 0, 0, false
 	}
-	return ranges[0].Start, min(ranges[0].Length, coldBytes), true
+	return ranges[0].Start, ranges[0].Length, true
 }
 
 // lookup is a tracker lookup under way.
@@ -87,21 +81,28 @@ func (l *lookup) ready() bool {
 }
 
 // serveCold answers a file the proxy holds nothing of in one round trip:
-// the player's range goes to the origin at once, beside the tracker lookup,
-// and the origin's bytes pass to the player as they arrive (the origin is
-// the source of truth). They are staged meanwhile and enter the cache and
-// the swarm once the info has come and their pieces verify. What the
-// player asked for past the first coldBytes comes from the file's
-// scheduler (peers and origin) as soon as the info is there, or from the
-// origin alone for a file the tracker does not know.
+// the player's whole range goes to the origin at once, beside the tracker
+// lookup, and the origin's bytes pass to the player as they arrive (the
+// origin is the source of truth). They are staged meanwhile and enter the
+// cache and the swarm once the info has come and their pieces verify. Once
+// the file is open (info in hand), the file's scheduler takes over at the
+// next piece boundary (see coldReader): the origin body goes on as one of
+// its runs, or stops there when the tracker named peers. A file the
+// tracker does not know is streamed from the origin alone.
 func (s *Server) serveCold(c *gin.Context, p string, off, n int64) error {
 	ctx := c.Request.Context()
 	l := s.lookUp(p)
-	meta, body, err := s.origin.Get(ctx, p, off, n)
+	// The body may outlive the response: handed to the file's scheduler,
+	// it is that run's to end.
+	bodyCtx, cancelBody := context.WithCancel(s.ctx)
+	detach := context.AfterFunc(ctx, cancelBody)
+	meta, body, err := s.origin.Get(bodyCtx, p, off, n)
 	switch {
 	case errors.Is(err, fetch.ErrNotFound):
+		cancelBody()
 		return httpapi.Errorf(http.StatusNotFound, "%s: no such file", p)
 	case err != nil && ctx.Err() == nil:
+		cancelBody()
 		// The origin is away or odd: peers may still have the file.
 		s.log.Warn("origin request failed, waiting for the tracker", "path", p, "err", err)
 		info, lerr := l.wait(ctx)
@@ -110,15 +111,19 @@ func (s *Server) serveCold(c *gin.Context, p string, off, n int64) error {
 		}
 		return s.serveInfo(c, info)
 	case err != nil:
+		cancelBody()
 		return nil // the player went away
 	case manifest.ByType(meta.ContentType):
+		cancelBody()
 		// A manifest by its type, whatever its name: never the cache's.
 		if body != nil {
 			body.Close()
 		}
 		return s.serveManifest(c, p)
 	}
-	cr := &coldRequest{s: s, p: p, meta: meta, l: l, stats: s.statsFor(p), done: make(chan struct{})}
+	cr := &coldRequest{s: s, p: p, meta: meta, l: l, stats: s.statsFor(p),
+		cancelBody: cancelBody, detach: detach,
+		opened: make(chan struct{}), handed: make(chan struct{}), done: make(chan struct{})}
 	firstEnd := min(off+n, meta.Size)
 	var first *originBody
 	if body != nil {
@@ -133,6 +138,9 @@ func (s *Server) serveCold(c *gin.Context, p string, off, n int64) error {
 	defer func() {
 		if first != nil {
 			first.Close()
+		}
+		if !cr.isHanded() {
+			cancelBody()
 		}
 		cr.release()
 	}()
@@ -160,8 +168,19 @@ type coldRequest struct {
 	l     *lookup
 	keep  *stagedFile
 	stats *fileStats
+	// cancelBody ends the cold origin request; detach stops the response's
+	// end from ending it, once the body is handed to the file's scheduler.
+	cancelBody context.CancelFunc
+	detach     func() bool // once the body is the file's run
 
-	done chan struct{} // closed when the response has ended
+	// opened is closed once settle has opened the file for the tracker's
+	// answer: f, or nil when there is none to use.
+	opened chan struct{}
+	f      *file
+	// handed is closed when the response's origin body has been handed to
+	// the file's scheduler: nothing more is staged for this request.
+	handed chan struct{}
+	done   chan struct{} // closed when the response has ended
 
 	mu       sync.Mutex
 	entries  []*cache.Entry // to release when the request ends
@@ -182,6 +201,14 @@ func (cr *coldRequest) matches(info *fileinfo.Info) bool {
 	return info.Size == cr.meta.Size && info.ETag == cr.meta.ETag
 }
 
+// errOtherVersion ends a response whose origin version is not the one the
+// tracker registered: under the registered hashes its bytes would not
+// verify, and other sources hold the registered version, so rather than
+// mix the response ends (and the origin is told to rehash).
+func (cr *coldRequest) errOtherVersion() error {
+	return fmt.Errorf("%s: the origin serves another version than the one registered", cr.p)
+}
+
 // open returns a reader of [off, off+n): the file's, once the tracker
 // has answered with the origin's version, or the origin's alone.
 func (cr *coldRequest) open(ctx context.Context, off, n int64) (io.Reader, error) {
@@ -190,11 +217,8 @@ func (cr *coldRequest) open(ctx context.Context, off, n int64) (io.Reader, error
 		return nil, err
 	}
 	if err == nil && !cr.matches(info) {
-		// Under the registered hashes these bytes would not verify, and
-		// other sources hold the registered version: rather than mix, the
-		// response ends here, and the origin is told to rehash.
 		cr.mismatch()
-		return nil, fmt.Errorf("%s: the origin serves another version than the one registered", cr.p)
+		return nil, cr.errOtherVersion()
 	}
 	if f := cr.file(info, err); f != nil {
 		return f.newReader(ctx, off, n), nil
@@ -256,21 +280,46 @@ func (cr *coldRequest) release() {
 	close(cr.done)
 }
 
-// settle joins the file's torrent as soon as the tracker answers, beside
-// the response; once the response has ended, what it staged enters the
-// cache (verified piece by piece) and the swarm. For a file the tracker
-// does not know yet it waits for the registration instead.
+// isHanded reports whether the origin body went to the file's scheduler.
+func (cr *coldRequest) isHanded() bool {
+	select {
+	case <-cr.handed:
+		return true
+	default:
+		return false
+	}
+}
+
+// openedFile returns settle's file and true once it has opened it (or
+// found none to use); it never waits.
+func (cr *coldRequest) openedFile() (*file, bool) {
+	select {
+	case <-cr.opened:
+		return cr.f, true
+	default:
+		return nil, false
+	}
+}
+
+// settle opens the file as soon as the tracker answers, beside the
+// response (so that the player's bytes never wait on it); once the origin
+// body has gone to the file's scheduler or the response has ended, what
+// it staged enters the cache (verified piece by piece) and the swarm. For
+// a file the tracker does not know yet it waits for the registration
+// instead.
 //
 // Meanwhile, when the tracker named peers, the file gets a playhead where
-// the origin request ends, where the player reads next: the peers are
-// asked for what follows while the response lasts and for most of a peer
-// grace period after, short of the point where the scheduler would turn
-// to the origin for it. With no peers to ask it would only fetch from the
-// origin what nobody asked for yet.
+// the response ends, where the player reads next: the peers are asked for
+// what follows while the response lasts and for most of a peer grace
+// period after, short of the point where the scheduler would turn to the
+// origin for it. With no peers to ask it would only fetch from the origin
+// what nobody asked for yet.
 func (cr *coldRequest) settle(next int64) {
 	s := cr.s
 	info, err := cr.l.wait(s.ctx)
 	f := cr.file(info, err)
+	cr.f = f
+	close(cr.opened)
 	linger := f != nil && len(info.Peers) > 0 && next < info.Size
 	if linger {
 		r := f.newReader(s.ctx, next, info.Size-next)
@@ -278,44 +327,57 @@ func (cr *coldRequest) settle(next int64) {
 	}
 	select {
 	case <-cr.done:
+	case <-cr.handed:
 	case <-s.ctx.Done():
 		return
-	}
-	if linger {
-		select {
-		case <-time.After(s.cfg.PeerGrace * 3 / 4):
-		case <-s.ctx.Done():
-			return
-		}
 	}
 	switch {
 	case errors.Is(err, errUnknownFile):
 		s.adoptLater(cr.p)
-		return
 	case cr.keep == nil:
-		return
 	case f == nil:
 		if err == nil && !cr.matches(info) {
 			cr.mismatch()
 		}
 		s.staging.drop(cr.p, cr.keep)
+	default:
+		if err := s.adoptInfo(info, cr.keep); err != nil {
+			s.log.Warn("caching streamed bytes failed", "path", cr.p, "err", err)
+		}
+		s.staging.drop(cr.p, cr.keep)
+	}
+	if !linger {
 		return
 	}
-	if err := s.adoptInfo(info, cr.keep); err != nil {
-		s.log.Warn("caching streamed bytes failed", "path", cr.p, "err", err)
+	select {
+	case <-cr.done:
+	case <-s.ctx.Done():
+		return
 	}
-	s.staging.drop(cr.p, cr.keep)
+	select {
+	case <-time.After(s.cfg.PeerGrace * 3 / 4):
+	case <-s.ctx.Done():
+	}
 }
 
-// coldReader reads [off, end) for a cold request: first what the origin
-// is already sending, then the rest from cr.open, which it prepares as
-// soon as the tracker answers so that the scheduler fetches ahead while
-// the first bytes still stream.
+// coldReader reads [off, end) for a cold request: first what the origin is
+// already sending, passed straight on, then, once settle has opened the
+// file, from the file (its scheduler) from the next piece boundary on. At
+// that boundary the origin body goes on as one of the file's runs, so the
+// planner asks nobody else for its pieces: for a window of at most
+// maxRunBytes (past which the planner decides, as for any reader), and not
+// at all when the tracker named peers (they may hold the rest). A range
+// whose rest fits in that window is passed on to its end without a
+// hand-off: one request, one round trip.
 type coldReader struct {
 	cr       *coldRequest
 	ctx      context.Context
-	first    *originBody // nil once read to firstEnd
-	firstEnd int64
+	first    *originBody // the cold origin body; nil once read, handed or broken
+	firstEnd int64       // where the reader stops passing first on
+	decided  bool        // firstEnd is final
+	handTo   *file       // at firstEnd the file takes over
+	run      int         // ... and first goes on as its run for pieces [firstEnd's, run)
+	refuse   bool        // at firstEnd the response ends: another version
 	rest     io.Reader
 	off, end int64
 }
@@ -326,18 +388,20 @@ func (r *coldReader) Read(p []byte) (int, error) {
 	if r.off >= r.end {
 		return 0, io.EOF
 	}
-	if r.first != nil && r.rest == nil && r.firstEnd < r.end {
-		if r.cr.l.ready() {
-			if err := r.openRest(); err != nil {
+	if r.first != nil {
+		if !r.decided {
+			r.decide()
+		}
+		if r.off == r.firstEnd {
+			if err := r.handOff(); err != nil {
 				return 0, err
 			}
+			return r.Read(p)
 		}
-	}
-	if r.first != nil {
 		n, err := r.first.Read(p[:min(int64(len(p)), r.firstEnd-r.off)])
 		r.off += int64(n)
 		switch {
-		case err == io.EOF || r.off == r.firstEnd:
+		case err == io.EOF || r.off == r.firstEnd && r.handTo == nil && !r.refuse:
 			r.first.Close()
 			r.first, err = nil, nil
 		case err != nil && r.ctx.Err() == nil:
@@ -346,10 +410,6 @@ func (r *coldReader) Read(p []byte) (int, error) {
 			r.cr.s.log.Warn("origin body of a cold request broke off, going on from the file's sources", "path", r.cr.p, "at", r.off, "err", err)
 			r.first.Close()
 			r.first, err = nil, nil
-			if c, ok := r.rest.(io.Closer); ok {
-				c.Close() // it starts at the old end of the first body
-			}
-			r.rest = nil
 		}
 		if n > 0 || err != nil {
 			return n, err
@@ -357,24 +417,81 @@ func (r *coldReader) Read(p []byte) (int, error) {
 		return r.Read(p)
 	}
 	if r.rest == nil {
-		if err := r.openRest(); err != nil {
+		rest, err := r.cr.open(r.ctx, r.off, r.end-r.off)
+		if err != nil {
 			return 0, err
 		}
+		r.rest = rest
 	}
 	n, err := r.rest.Read(p)
 	r.off += int64(n)
 	return n, err
 }
 
-// openRest opens what follows the first origin body.
-func (r *coldReader) openRest() error {
-	start := r.off
-	if r.first != nil {
-		start = r.firstEnd
+// decide sets, once settle has opened the file (it never waits for it),
+// where the origin body stops being passed on and what follows it.
+func (r *coldReader) decide() {
+	cr := r.cr
+	if !cr.l.ready() {
+		return
 	}
-	rest, err := r.cr.open(r.ctx, start, r.end-start)
-	r.rest = rest
-	return err
+	info, err := cr.l.info, cr.l.err
+	if err != nil {
+		r.decided = true // unknown, unreachable or refused: the origin alone
+		return
+	}
+	// The next piece boundary: the bytes up to it pass straight on.
+	next := (r.off/info.PieceLength + 1) * info.PieceLength
+	if !cr.matches(info) {
+		r.decided, r.refuse = true, true
+		r.firstEnd = min(r.firstEnd, next)
+		return
+	}
+	f, ok := cr.openedFile()
+	if !ok {
+		return
+	}
+	r.decided = true
+	if f == nil || next >= r.firstEnd {
+		return
+	}
+	peers := len(info.Peers) > 0
+	if !peers && r.firstEnd-next <= maxRunBytes {
+		return
+	}
+	r.firstEnd, r.handTo = next, f
+	r.run = int(next / info.PieceLength)
+	if !peers {
+		// Whole pieces of the body only, at most the planner's own run.
+		last := info.NumPieces()
+		if r.end < info.Size {
+			last = int(r.end / info.PieceLength)
+		}
+		r.run = min(last, r.run+max(1, int(maxRunBytes/info.PieceLength)))
+	}
+}
+
+// handOff ends the pass-through at firstEnd: the response ends (another
+// version), or the file takes over, the origin body going on as its run.
+func (r *coldReader) handOff() error {
+	cr, f := r.cr, r.handTo
+	if r.refuse {
+		r.first.Close()
+		r.first = nil
+		return cr.errOtherVersion()
+	}
+	body := r.first
+	r.first = nil
+	if first := int(r.off / f.info.PieceLength); r.run > first {
+		cr.detach()
+		f.adoptRun(body.ReadCloser, cr.cancelBody, first, r.run)
+	} else {
+		body.Close()
+		cr.cancelBody()
+	}
+	close(cr.handed)
+	r.rest = f.newReader(r.ctx, r.off, r.end-r.off)
+	return nil
 }
 
 func (r *coldReader) Close() error {
