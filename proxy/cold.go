@@ -96,7 +96,14 @@ func (s *Server) serveCold(c *gin.Context, p string, off, n int64) error {
 	// it is that run's to end.
 	bodyCtx, cancelBody := context.WithCancel(s.ctx)
 	detach := context.AfterFunc(ctx, cancelBody)
+	var staged *preparedFile
+	if !s.cacheBroken() {
+		staged = s.staging.prepare()
+	}
 	meta, body, err := s.origin.Get(bodyCtx, p, off, n)
+	if err != nil || body == nil || manifest.ByType(meta.ContentType) {
+		staged.discard()
+	}
 	switch {
 	case errors.Is(err, fetch.ErrNotFound):
 		cancelBody()
@@ -123,14 +130,14 @@ func (s *Server) serveCold(c *gin.Context, p string, off, n int64) error {
 	}
 	cr := &coldRequest{s: s, p: p, meta: meta, l: l, stats: s.statsFor(p),
 		cancelBody: cancelBody, detach: detach,
-		opened: make(chan struct{}), handed: make(chan struct{}), done: make(chan struct{})}
+		started: make(chan struct{}), opened: make(chan struct{}), handed: make(chan struct{}), done: make(chan struct{})}
 	firstEnd := min(off+n, meta.Size)
 	var first *originBody
 	if body != nil {
 		// Only a request that gets bytes stages them and joins the file:
 		// a probe past the end (the origin's 416) leaves the cache alone.
-		if !s.cacheBroken() {
-			cr.keep = s.staging.file(p, meta)
+		if staged != nil {
+			cr.keep = s.staging.fileFrom(p, meta, staged)
 		}
 		s.wg.Go(func() { cr.settle(firstEnd) })
 		first = cr.originBody(body, off)
@@ -173,6 +180,9 @@ type coldRequest struct {
 	cancelBody context.CancelFunc
 	detach     func() bool // once the body is the file's run
 
+	// started is closed once the player's first bytes are out: opening the
+	// file (cache entry, torrent: milliseconds of work) waits for them.
+	started chan struct{}
 	// opened is closed once settle has opened the file for the tracker's
 	// answer: f, or nil when there is none to use.
 	opened chan struct{}
@@ -290,6 +300,15 @@ func (cr *coldRequest) isHanded() bool {
 	}
 }
 
+func (cr *coldRequest) isStarted() bool {
+	select {
+	case <-cr.started:
+		return true
+	default:
+		return false
+	}
+}
+
 // openedFile returns settle's file and true once it has opened it (or
 // found none to use); it never waits.
 func (cr *coldRequest) openedFile() (*file, bool) {
@@ -317,6 +336,12 @@ func (cr *coldRequest) openedFile() (*file, bool) {
 func (cr *coldRequest) settle(next int64) {
 	s := cr.s
 	info, err := cr.l.wait(s.ctx)
+	select {
+	case <-cr.started:
+	case <-cr.done:
+	case <-s.ctx.Done():
+		return
+	}
 	f := cr.file(info, err)
 	cr.f = f
 	close(cr.opened)
@@ -380,6 +405,7 @@ type coldReader struct {
 	refuse   bool        // at firstEnd the response ends: another version
 	rest     io.Reader
 	off, end int64
+	read     bool // some bytes were read
 }
 
 var _ io.ReadCloser = (*coldReader)(nil)
@@ -387,6 +413,11 @@ var _ io.ReadCloser = (*coldReader)(nil)
 func (r *coldReader) Read(p []byte) (int, error) {
 	if r.off >= r.end {
 		return 0, io.EOF
+	}
+	if r.read && !r.cr.isStarted() {
+		// The first bytes were written (and flushed, being short): the
+		// file may be opened now.
+		close(r.cr.started)
 	}
 	if r.first != nil {
 		if !r.decided {
@@ -399,6 +430,7 @@ func (r *coldReader) Read(p []byte) (int, error) {
 			return r.Read(p)
 		}
 		n, err := r.first.Read(p[:min(int64(len(p)), r.firstEnd-r.off)])
+		r.read = r.read || n > 0
 		r.off += int64(n)
 		switch {
 		case err == io.EOF || r.off == r.firstEnd && r.handTo == nil && !r.refuse:
