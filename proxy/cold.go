@@ -71,14 +71,7 @@ func (l *lookup) wait(ctx context.Context) (*fileinfo.Info, error) {
 }
 
 // ready reports whether the answer has come.
-func (l *lookup) ready() bool {
-	select {
-	case <-l.done:
-		return true
-	default:
-		return false
-	}
-}
+func (l *lookup) ready() bool { return isClosed(l.done) }
 
 // serveCold answers a file the proxy holds nothing of in one round trip:
 // the player's whole range goes to the origin at once, beside the tracker
@@ -291,18 +284,15 @@ func (cr *coldRequest) release() {
 }
 
 // isHanded reports whether the origin body went to the file's scheduler.
-func (cr *coldRequest) isHanded() bool {
-	select {
-	case <-cr.handed:
-		return true
-	default:
-		return false
-	}
-}
+func (cr *coldRequest) isHanded() bool { return isClosed(cr.handed) }
 
-func (cr *coldRequest) isStarted() bool {
+// isStarted reports whether the player's first bytes are out.
+func (cr *coldRequest) isStarted() bool { return isClosed(cr.started) }
+
+// isClosed reports whether ch is closed, without waiting.
+func isClosed(ch <-chan struct{}) bool {
 	select {
-	case <-cr.started:
+	case <-ch:
 		return true
 	default:
 		return false
@@ -312,12 +302,10 @@ func (cr *coldRequest) isStarted() bool {
 // openedFile returns settle's file and true once it has opened it (or
 // found none to use); it never waits.
 func (cr *coldRequest) openedFile() (*file, bool) {
-	select {
-	case <-cr.opened:
-		return cr.f, true
-	default:
+	if !isClosed(cr.opened) {
 		return nil, false
 	}
+	return cr.f, true
 }
 
 // settle opens the file as soon as the tracker answers, beside the
