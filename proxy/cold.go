@@ -22,23 +22,31 @@ import (
 	"github.com/p2sp/p2sp/metrics"
 )
 
-// coldSpan is the range a cold request asks the origin for at once: the
-// whole range the player asked for (to the file's end when it is open),
-// in one request, so that no byte of it waits on a second round trip.
-// Once the tracker has answered, the file's scheduler takes over (see
-// coldReader). ok is false for what cannot be placed without the size (a
-// suffix range) or is not one range.
+// coldWindow bounds the origin request a cold request starts with: the
+// planner's own run for a reader that waits (maxRunBytes), so that a
+// player's first MiB costs one request, one round trip. No more: the
+// origin pushes what was asked into the sockets' buffers whether or not
+// the proxy keeps it, and when the tracker names peers the request stops
+// at the next piece boundary (whole-file requests cost a flash crowd of
+// five 1.5 copies of the file more).
+const coldWindow = maxRunBytes
+
+// coldSpan is the range a cold request asks the origin for at once: from
+// the player's first byte, at most coldWindow. Once the tracker has
+// answered, the file's scheduler takes over (see coldReader). ok is false
+// for what cannot be placed without the size (a suffix range) or is not
+// one range.
 func coldSpan(r *http.Request) (off, n int64, ok bool) {
 	ranges, err := byterange.Parse(r.Header.Get("Range"), math.MaxInt64)
 	switch {
 	case err != nil || len(ranges) > 1:
 		return 0, 0, false
 	case len(ranges) == 0:
-		return 0, math.MaxInt64, true
+		return 0, coldWindow, true
 	case ranges[0].Start > math.MaxInt64/2: // bytes=-N
 		return 0, 0, false
 	}
-	return ranges[0].Start, ranges[0].Length, true
+	return ranges[0].Start, min(ranges[0].Length, coldWindow), true
 }
 
 // lookup is a tracker lookup under way.
@@ -74,35 +82,30 @@ func (l *lookup) wait(ctx context.Context) (*fileinfo.Info, error) {
 func (l *lookup) ready() bool { return isClosed(l.done) }
 
 // serveCold answers a file the proxy holds nothing of in one round trip:
-// the player's whole range goes to the origin at once, beside the tracker
-// lookup, and the origin's bytes pass to the player as they arrive (the
-// origin is the source of truth). They are staged meanwhile and enter the
-// cache and the swarm once the info has come and their pieces verify. Once
-// the file is open (info in hand), the file's scheduler takes over at the
-// next piece boundary (see coldReader): the origin body goes on as one of
-// its runs, or stops there when the tracker named peers. A file the
-// tracker does not know is streamed from the origin alone.
+// the player's range (its first coldWindow) goes to the origin at once,
+// beside the tracker lookup, and the origin's bytes pass to the player as
+// they arrive (the origin is the source of truth). They are staged
+// meanwhile and enter the cache and the swarm once the info has come and
+// their pieces verify. Once the file is open (info in hand), the file's
+// scheduler takes over (see coldReader): at the next piece boundary when
+// the tracker named peers, else where the origin request ends, the
+// scheduler fetching ahead from there meanwhile. A file the tracker does
+// not know is streamed from the origin alone.
 func (s *Server) serveCold(c *gin.Context, p string, off, n int64) error {
 	ctx := c.Request.Context()
 	l := s.lookUp(p)
-	// The body may outlive the response: handed to the file's scheduler,
-	// it is that run's to end.
-	bodyCtx, cancelBody := context.WithCancel(s.ctx)
-	detach := context.AfterFunc(ctx, cancelBody)
 	var staged *preparedFile
 	if !s.cacheBroken() {
 		staged = s.staging.prepare()
 	}
-	meta, body, err := s.origin.Get(bodyCtx, p, off, n)
+	meta, body, err := s.origin.Get(ctx, p, off, n)
 	if err != nil || body == nil || manifest.ByType(meta.ContentType) {
 		staged.discard()
 	}
 	switch {
 	case errors.Is(err, fetch.ErrNotFound):
-		cancelBody()
 		return httpapi.Errorf(http.StatusNotFound, "%s: no such file", p)
 	case err != nil && ctx.Err() == nil:
-		cancelBody()
 		// The origin is away or odd: peers may still have the file.
 		s.log.Warn("origin request failed, waiting for the tracker", "path", p, "err", err)
 		info, lerr := l.wait(ctx)
@@ -111,10 +114,8 @@ func (s *Server) serveCold(c *gin.Context, p string, off, n int64) error {
 		}
 		return s.serveInfo(c, info)
 	case err != nil:
-		cancelBody()
 		return nil // the player went away
 	case manifest.ByType(meta.ContentType):
-		cancelBody()
 		// A manifest by its type, whatever its name: never the cache's.
 		if body != nil {
 			body.Close()
@@ -122,7 +123,6 @@ func (s *Server) serveCold(c *gin.Context, p string, off, n int64) error {
 		return s.serveManifest(c, p)
 	}
 	cr := &coldRequest{s: s, p: p, meta: meta, l: l, stats: s.statsFor(p),
-		cancelBody: cancelBody, detach: detach,
 		started: make(chan struct{}), opened: make(chan struct{}), handed: make(chan struct{}), done: make(chan struct{})}
 	firstEnd := min(off+n, meta.Size)
 	var first *originBody
@@ -138,9 +138,6 @@ func (s *Server) serveCold(c *gin.Context, p string, off, n int64) error {
 	defer func() {
 		if first != nil {
 			first.Close()
-		}
-		if !cr.isHanded() {
-			cancelBody()
 		}
 		cr.release()
 	}()
@@ -168,11 +165,6 @@ type coldRequest struct {
 	l     *lookup
 	keep  *stagedFile
 	stats *fileStats
-	// cancelBody ends the cold origin request; detach stops the response's
-	// end from ending it, once the body is handed to the file's scheduler.
-	cancelBody context.CancelFunc
-	detach     func() bool // once the body is the file's run
-
 	// started is closed once the player's first bytes are out: opening the
 	// file (cache entry, torrent: milliseconds of work) waits for them.
 	started chan struct{}
@@ -180,8 +172,8 @@ type coldRequest struct {
 	// answer: f, or nil when there is none to use.
 	opened chan struct{}
 	f      *file
-	// handed is closed when the response's origin body has been handed to
-	// the file's scheduler: nothing more is staged for this request.
+	// handed is closed when the file's scheduler took over before the
+	// origin body's end: nothing more is staged for this request.
 	handed chan struct{}
 	done   chan struct{} // closed when the response has ended
 
@@ -283,9 +275,6 @@ func (cr *coldRequest) release() {
 	close(cr.done)
 }
 
-// isHanded reports whether the origin body went to the file's scheduler.
-func (cr *coldRequest) isHanded() bool { return isClosed(cr.handed) }
-
 // isStarted reports whether the player's first bytes are out.
 func (cr *coldRequest) isStarted() bool { return isClosed(cr.started) }
 
@@ -374,14 +363,12 @@ func (cr *coldRequest) settle(next int64) {
 }
 
 // coldReader reads [off, end) for a cold request: first what the origin is
-// already sending, passed straight on, then, once settle has opened the
-// file, from the file (its scheduler) from the next piece boundary on. At
-// that boundary the origin body goes on as one of the file's runs, so the
-// planner asks nobody else for its pieces: for a window of at most
-// maxRunBytes (past which the planner decides, as for any reader), and not
-// at all when the tracker named peers (they may hold the rest). A range
-// whose rest fits in that window is passed on to its end without a
-// hand-off: one request, one round trip.
+// already sending, passed straight on, then from the file (its scheduler)
+// once settle has opened it. When the tracker named peers (they may hold
+// the rest) the file takes over at the next piece boundary and the origin
+// request stops there; else the origin body is passed on to its end while
+// the file's reader of what follows is open already, so the scheduler
+// fetches ahead meanwhile.
 type coldReader struct {
 	cr       *coldRequest
 	ctx      context.Context
@@ -389,7 +376,7 @@ type coldReader struct {
 	firstEnd int64       // where the reader stops passing first on
 	decided  bool        // firstEnd is final
 	handTo   *file       // at firstEnd the file takes over
-	run      int         // ... and first goes on as its run for pieces [firstEnd's, run)
+	next     *laterBody  // at firstEnd the origin's next body goes on
 	refuse   bool        // at firstEnd the response ends: another version
 	rest     io.Reader
 	off, end int64
@@ -430,11 +417,25 @@ func (r *coldReader) Read(p []byte) (int, error) {
 			r.cr.s.log.Warn("origin body of a cold request broke off, going on from the file's sources", "path", r.cr.p, "at", r.off, "err", err)
 			r.first.Close()
 			r.first, err = nil, nil
+			if c, ok := r.rest.(io.Closer); ok {
+				c.Close() // it starts at the old end of the first body
+			}
+			r.rest = nil
+			r.next.Close()
+			r.next = nil
 		}
 		if n > 0 || err != nil {
 			return n, err
 		}
 		return r.Read(p)
+	}
+	if r.rest == nil && r.next != nil {
+		rest, err := r.next.wait(r.ctx)
+		r.next = nil
+		if err != nil {
+			return 0, err
+		}
+		r.rest = rest
 	}
 	if r.rest == nil {
 		rest, err := r.cr.open(r.ctx, r.off, r.end-r.off)
@@ -457,7 +458,13 @@ func (r *coldReader) decide() {
 	}
 	info, err := cr.l.info, cr.l.err
 	if err != nil {
-		r.decided = true // unknown, unreachable or refused: the origin alone
+		// Unknown, unreachable or refused: the origin alone, asked for
+		// what follows its body at once (a new file's ETag changes once
+		// the origin has hashed it, and the request names the old one).
+		r.decided = true
+		if r.firstEnd < r.end {
+			r.next = cr.s.originLater(r.ctx, cr, r.firstEnd, r.end-r.firstEnd)
+		}
 		return
 	}
 	// The next piece boundary: the bytes up to it pass straight on.
@@ -472,45 +479,26 @@ func (r *coldReader) decide() {
 		return
 	}
 	r.decided = true
-	if f == nil || next >= r.firstEnd {
-		return
-	}
-	peers := len(info.Peers) > 0
-	if !peers && r.firstEnd-next <= maxRunBytes {
-		return
-	}
-	r.firstEnd, r.handTo = next, f
-	r.run = int(next / info.PieceLength)
-	if !peers {
-		// Whole pieces of the body only, at most the planner's own run.
-		last := info.NumPieces()
-		if r.end < info.Size {
-			last = int(r.end / info.PieceLength)
-		}
-		r.run = min(last, r.run+max(1, int(maxRunBytes/info.PieceLength)))
+	switch {
+	case f == nil:
+	case len(info.Peers) > 0 && next < r.firstEnd:
+		r.firstEnd, r.handTo = next, f
+	case r.firstEnd < r.end:
+		// The scheduler fetches what follows the origin body meanwhile.
+		r.rest = f.newReader(r.ctx, r.firstEnd, r.end-r.firstEnd)
 	}
 }
 
-// handOff ends the pass-through at firstEnd: the response ends (another
-// version), or the file takes over, the origin body going on as its run.
+// handOff ends the origin body at firstEnd: the response ends there
+// (another version), or the file takes over.
 func (r *coldReader) handOff() error {
-	cr, f := r.cr, r.handTo
-	if r.refuse {
-		r.first.Close()
-		r.first = nil
-		return cr.errOtherVersion()
-	}
-	body := r.first
+	r.first.Close()
 	r.first = nil
-	if first := int(r.off / f.info.PieceLength); r.run > first {
-		cr.detach()
-		f.adoptRun(body.ReadCloser, cr.cancelBody, first, r.run)
-	} else {
-		body.Close()
-		cr.cancelBody()
+	if r.refuse {
+		return r.cr.errOtherVersion()
 	}
-	close(cr.handed)
-	r.rest = f.newReader(r.ctx, r.off, r.end-r.off)
+	close(r.cr.handed)
+	r.rest = r.handTo.newReader(r.ctx, r.off, r.end-r.off)
 	return nil
 }
 
@@ -518,8 +506,60 @@ func (r *coldReader) Close() error {
 	if r.first != nil {
 		r.first.Close()
 	}
+	r.next.Close()
 	if c, ok := r.rest.(io.Closer); ok {
 		c.Close()
 	}
 	return nil
+}
+
+// laterBody is an origin request for bytes a response reads later, made
+// now.
+type laterBody struct {
+	s    *Server
+	done chan struct{}
+	body io.ReadCloser
+	err  error
+}
+
+// originLater asks the origin for [off, off+n) of cr's version in the
+// background.
+func (s *Server) originLater(ctx context.Context, cr *coldRequest, off, n int64) *laterBody {
+	lb := &laterBody{s: s, done: make(chan struct{})}
+	s.wg.Go(func() {
+		defer close(lb.done)
+		body, err := s.origin.Range(ctx, cr.p, off, n, cr.meta.Size, cr.meta.ETag)
+		if errors.Is(err, fetch.ErrChanged) {
+			s.reports.send(fileinfo.Report{Kind: fileinfo.ReportHashMismatch, Path: cr.p, Detail: err.Error()})
+		}
+		lb.err = err
+		if err == nil {
+			lb.body = cr.originBody(body, off)
+		}
+	})
+	return lb
+}
+
+// wait returns the body, once the origin has answered.
+func (lb *laterBody) wait(ctx context.Context) (io.ReadCloser, error) {
+	select {
+	case <-lb.done:
+		return lb.body, lb.err
+	case <-ctx.Done():
+		lb.Close()
+		return nil, ctx.Err()
+	}
+}
+
+// Close closes the body unread, once it has come; a nil lb is nothing.
+func (lb *laterBody) Close() {
+	if lb == nil {
+		return
+	}
+	lb.s.wg.Go(func() {
+		<-lb.done
+		if lb.body != nil {
+			lb.body.Close()
+		}
+	})
 }

@@ -27,12 +27,24 @@ type originRun struct {
 }
 
 // fetchRun fetches a run's pieces in one range request, verifying and
-// sealing each piece as it arrives.
+// sealing each piece as it arrives. A run that starts at a player's offset
+// inside its first piece fetches that piece's head last, so the player's
+// first byte is the first byte on the wire.
 func (f *file) fetchRun(ctx context.Context, r *originRun) {
-	defer f.endRun(r)
+	defer func() {
+		r.cancel()
+		f.mu.Lock()
+		for j := r.first; j < r.end; j++ {
+			delete(f.partial, j)
+		}
+		f.runs = slices.DeleteFunc(f.runs, func(x *originRun) bool { return x == r })
+		f.mu.Unlock()
+		f.poke()
+	}()
 	f.mu.Lock()
 	end := r.end
 	f.mu.Unlock()
+	firstOff, _ := f.info.PieceBounds(r.first)
 	lastOff, lastN := f.info.PieceBounds(end - 1)
 	body, err := f.s.origin.Range(ctx, f.info.Path, r.start, lastOff+lastN-r.start, f.info.Size, f.info.ETag)
 	if err != nil {
@@ -40,49 +52,6 @@ func (f *file) fetchRun(ctx context.Context, r *originRun) {
 		return
 	}
 	defer body.Close()
-	f.receiveRun(ctx, r, body)
-}
-
-// adoptRun makes an origin body already under way, positioned at piece
-// first's first byte, one of the file's runs for pieces [first, end): a
-// cold request's, once the file's info has come. The planner sees it (and
-// asks nobody else for its pieces) and may cut it; its pieces are verified
-// into the cache as they arrive. Cancelling the run calls cancelBody,
-// which must end the body's request. The caller's reader of the run's
-// pieces wakes the scheduler: woken before that reader is there, the
-// planner would see a run nobody wants and cut it.
-func (f *file) adoptRun(body io.ReadCloser, cancelBody context.CancelFunc, first, end int) {
-	ctx, cancel := context.WithCancel(f.ctx)
-	context.AfterFunc(ctx, cancelBody)
-	off, _ := f.info.PieceBounds(first)
-	r := &originRun{first: first, next: first, end: end, start: off, urgent: true, cancel: cancel}
-	f.mu.Lock()
-	f.runs = append(f.runs, r)
-	f.mu.Unlock()
-	f.s.wg.Go(func() {
-		defer f.endRun(r)
-		defer body.Close()
-		f.receiveRun(ctx, r, body)
-	})
-}
-
-// endRun forgets a run that ended and what it left arriving.
-func (f *file) endRun(r *originRun) {
-	r.cancel()
-	f.mu.Lock()
-	for j := r.first; j < r.end; j++ {
-		delete(f.partial, j)
-	}
-	f.runs = slices.DeleteFunc(f.runs, func(x *originRun) bool { return x == r })
-	f.mu.Unlock()
-	f.poke()
-}
-
-// receiveRun reads a run's pieces from body until the planner ends it. A
-// run that starts at a player's offset inside its first piece fetches that
-// piece's head last, so the player's first byte is the first byte on the
-// wire.
-func (f *file) receiveRun(ctx context.Context, r *originRun, body io.Reader) {
 	var headless *partialPiece
 	for i := r.first; f.advance(r, i); i++ {
 		pOff, n := f.info.PieceBounds(i)
@@ -101,7 +70,6 @@ func (f *file) receiveRun(ctx context.Context, r *originRun, body io.Reader) {
 	}
 	if headless != nil {
 		f.advance(r, r.first)
-		firstOff, _ := f.info.PieceBounds(r.first)
 		head, err := f.s.origin.Range(ctx, f.info.Path, firstOff, int64(headless.lo), f.info.Size, f.info.ETag)
 		if err == nil {
 			_, err = io.ReadFull(head, headless.buf[:headless.lo])
