@@ -133,7 +133,7 @@ func New(cfg Config) (*Server, error) {
 		s.cache.Close()
 		return nil, err
 	}
-	s.staging, err = newStaging(filepath.Join(cfg.CacheDir, "staging"), cfg.CacheSize)
+	s.staging, err = newStaging(filepath.Join(cfg.CacheDir, "staging"), cfg.CacheSize, s.wg.Go)
 	if err != nil {
 		cancel()
 		s.cache.Close()

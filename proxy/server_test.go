@@ -49,13 +49,13 @@ func TestColdSpan(t *testing.T) {
 		off, n int64
 		ok     bool
 	}{
-		{"", 0, coldBytes, true},
-		{"bytes=0-", 0, coldBytes, true},
+		{"", 0, coldWindow, true},
+		{"bytes=0-", 0, coldWindow, true},
 		{"bytes=100-199", 100, 100, true},
-		{"bytes=24000000-", 24000000, coldBytes, true},
-		{"bytes=0-99999999", 0, coldBytes, true},
-		{"items=0-10", 0, coldBytes, true}, // an unknown unit is ignored: the whole file
-		{"bytes=-500", 0, 0, false},        // needs the size
+		{"bytes=24000000-", 24000000, coldWindow, true},
+		{"bytes=0-99999999", 0, coldWindow, true},
+		{"items=0-10", 0, coldWindow, true}, // an unknown unit is ignored: the whole file
+		{"bytes=-500", 0, 0, false},         // needs the size
 		{"bytes=0-1,5-6", 0, 0, false},
 		{"bytes=x", 0, 0, false},
 	} {

@@ -1,13 +1,10 @@
 package proxy
 
 import (
-	"crypto/sha1"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -27,6 +24,9 @@ type staging struct {
 	// limit bounds the sizes of the files staged at once: staged bytes
 	// are not in the cache's accounting, but must not outgrow it.
 	limit int64
+
+	// run runs a function in a goroutine the server owns.
+	run func(func())
 
 	mu    sync.Mutex
 	files map[string]*stagedFile // by path
@@ -52,7 +52,7 @@ const (
 	adoptTimeout = 2 * time.Minute
 )
 
-func newStaging(dir string, limit int64) (*staging, error) {
+func newStaging(dir string, limit int64, run func(func())) (*staging, error) {
 	// Staged bytes of an earlier run are not worth the bookkeeping.
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, fmt.Errorf("clear staging: %w", err)
@@ -60,16 +60,23 @@ func newStaging(dir string, limit int64) (*staging, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create staging: %w", err)
 	}
-	return &staging{dir: dir, limit: limit, files: map[string]*stagedFile{}}, nil
+	return &staging{dir: dir, limit: limit, run: run, files: map[string]*stagedFile{}}, nil
 }
 
 // file returns the staged file for path p at version meta, replacing an
 // older version; nil when it cannot be staged (the stream goes on).
 func (st *staging) file(p string, meta fetch.Meta) *stagedFile {
+	return st.fileFrom(p, meta, nil)
+}
+
+// fileFrom is file with the file system's part done beforehand (pf, when
+// not nil): see prepare.
+func (st *staging) fileFrom(p string, meta fetch.Meta, pf *preparedFile) *stagedFile {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if sf, ok := st.files[p]; ok {
 		if sf.meta == meta {
+			pf.discard()
 			return sf
 		}
 		sf.remove()
@@ -80,17 +87,65 @@ func (st *staging) file(p string, meta fetch.Meta) *stagedFile {
 		total += sf.meta.Size
 	}
 	if total > st.limit {
+		pf.discard()
 		return nil
 	}
-	sum := sha1.Sum([]byte(p))
-	name := filepath.Join(st.dir, hex.EncodeToString(sum[:]))
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	var (
+		f   *os.File
+		err error
+	)
+	if pf != nil {
+		<-pf.done // long done: it was made beside a round trip
+		f, err = pf.f, pf.err
+	} else {
+		f, err = os.CreateTemp(st.dir, stagedPattern)
+	}
 	if err != nil {
 		return nil
 	}
-	sf := &stagedFile{meta: meta, name: name, f: f}
+	sf := &stagedFile{meta: meta, name: f.Name(), f: f}
 	st.files[p] = sf
 	return sf
+}
+
+// stagedPattern names staged files (os.CreateTemp).
+const stagedPattern = "staged-"
+
+// preparedFile is a staging file created in the background.
+type preparedFile struct {
+	st   *staging
+	done chan struct{}
+	f    *os.File
+	err  error
+}
+
+// prepare creates a staging file beside a cold request's origin request,
+// which takes a round trip anyway: the player's first bytes then do not
+// wait for the file system (creating a file costs 0.2 ms and more on the
+// machines measured here). Whoever gets a prepared file passes it to
+// fileFrom or discards it.
+func (st *staging) prepare() *preparedFile {
+	pf := &preparedFile{st: st, done: make(chan struct{})}
+	st.run(func() {
+		defer close(pf.done)
+		pf.f, pf.err = os.CreateTemp(st.dir, stagedPattern)
+	})
+	return pf
+}
+
+// discard deletes a prepared file nobody uses, in the background; a nil
+// pf is nothing to discard.
+func (pf *preparedFile) discard() {
+	if pf == nil {
+		return
+	}
+	pf.st.run(func() {
+		<-pf.done
+		if pf.err == nil {
+			pf.f.Close()
+			os.Remove(pf.f.Name())
+		}
+	})
 }
 
 // has reports whether bytes of p are staged: a request streams it from the

@@ -875,3 +875,56 @@ func TestTypeByName(t *testing.T) {
 		}
 	}
 }
+
+// TestServeShortReadsNotHeld: bytes a body has read are sent at once, even
+// a few (the first ones after an origin's headers): a player must not wait
+// for the body's next read to get them. Behind gin's writer, net/http
+// would hold a write under 4 KiB until more came.
+func TestServeShortReadsNotHeld(t *testing.T) {
+	data := bytes.Repeat([]byte("p2sp"), 250)
+	release := make(chan struct{})
+	content := &byterange.Content{Size: int64(len(data)), ETag: testETag, ContentType: "video/mp2t",
+		Open: func(ctx context.Context, off, n int64) (io.Reader, error) {
+			return io.MultiReader(bytes.NewReader(data[:100]), &blockedReader{release, bytes.NewReader(data[100:])}), nil
+		}}
+	engine := httpapi.NewEngine()
+	engine.GET("/f", httpapi.Handle(func(c *gin.Context) error { return byterange.Serve(c.Writer, c.Request, content) }))
+	srv := httptest.NewServer(engine)
+	defer srv.Close()
+	// First of all, the body goes on: the client and the server's Close
+	// wait for it.
+	defer close(release)
+	got := make(chan error, 1)
+	go func() {
+		resp, err := http.Get(srv.URL + "/f")
+		if err != nil {
+			got <- err
+			return
+		}
+		defer resp.Body.Close()
+		b := make([]byte, 100)
+		if _, err = io.ReadFull(resp.Body, b); err == nil && !bytes.Equal(b, data[:100]) {
+			err = errors.New("other bytes")
+		}
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("first 100 bytes: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the headers and first 100 bytes were held back until the body's next read")
+	}
+}
+
+// blockedReader reads r once release is closed.
+type blockedReader struct {
+	release <-chan struct{}
+	r       io.Reader
+}
+
+func (b *blockedReader) Read(p []byte) (int, error) {
+	<-b.release
+	return b.r.Read(p)
+}

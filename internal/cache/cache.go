@@ -266,7 +266,7 @@ func (c *Cache) Create(info *fileinfo.Info) (*Entry, error) {
 	e.pins = 1
 	c.touchLocked(e)
 	if e.info.NumPieces() == 0 {
-		c.startCheckLocked(e)
+		c.kickWholeLocked(e)
 	}
 	return e, nil
 }
@@ -476,48 +476,4 @@ func (c *Cache) flushDirty() error {
 		err = errors.Join(err, j.e.writeBitfield(j.lastUse))
 	}
 	return err
-}
-
-// startCheckLocked starts the whole-file SHA-256 check of a fully sealed
-// entry in a goroutine that Close stops.
-func (c *Cache) startCheckLocked(e *Entry) {
-	if c.closed || e.removed {
-		return
-	}
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		c.checkWhole(e)
-	}()
-}
-
-func (c *Cache) startCheck(e *Entry) {
-	c.mu.Lock()
-	c.startCheckLocked(e)
-	c.mu.Unlock()
-}
-
-// checkWhole hashes e's data file and compares it with Info().SHA256: a
-// match completes the entry, a mismatch fails and removes it.
-func (c *Cache) checkWhole(e *Entry) {
-	sum, err := e.sha256(c.ctx)
-	if err != nil {
-		if c.ctx.Err() == nil && !e.detached.Load() {
-			c.log.Warn("cache: whole-file check could not read the data", "infohash", e.ih, "path", e.info.Path, "err", err)
-		}
-		return
-	}
-	if sum != e.info.SHA256 {
-		ferr := fmt.Errorf("cache: %s: whole-file SHA-256 is %s, want %s", e.info.Path, sum, e.info.SHA256)
-		e.mu.Lock()
-		e.failed = ferr
-		e.mu.Unlock()
-		c.log.Warn("cache: whole-file SHA-256 mismatch, removing the entry", "infohash", e.ih, "path", e.info.Path, "got", sum, "want", e.info.SHA256)
-		c.removeEntry(e)
-		return
-	}
-	e.mu.Lock()
-	e.complete = true
-	e.mu.Unlock()
-	c.log.Info("cache: file complete", "infohash", e.ih, "path", e.info.Path, "size", e.size)
 }

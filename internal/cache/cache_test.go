@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -733,5 +734,75 @@ func TestCreateExistingReturnsSameEntry(t *testing.T) {
 	}
 	if st := c.Stats(); st.Bytes != info.Size || st.Entries != 1 {
 		t.Errorf("Stats = %+v, want one entry of %d bytes", st, info.Size)
+	}
+}
+
+// TestCompleteThroughTheClient: the whole-file SHA-256 comes out right
+// however the pieces arrive: through the BitTorrent client's path (chunks
+// written, the piece read whole for its hash, then marked complete), from
+// the origin (WritePiece), in order or not, and after a hash pass of bad
+// bytes that the client then rewrote.
+func TestCompleteThroughTheClient(t *testing.T) {
+	info, data := randomFile(t, "films/d.mp4", 2<<20+555, 6)
+	n := info.NumPieces()
+	inOrder := make([]int, n)
+	for i := range inOrder {
+		inOrder[i] = i
+	}
+	reversed := slices.Clone(inOrder)
+	slices.Reverse(reversed)
+	shuffled := rand.New(rand.NewPCG(6, 6)).Perm(n)
+	client := func(t *testing.T, e *Entry, i int, b []byte) {
+		p := e.storagePiece(i)
+		if _, err := p.WriteAt(b, 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.WriteTo(io.Discard); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tt := range []struct {
+		name   string
+		order  []int
+		origin func(i int) bool // pieces the origin supplies
+		bad    bool             // piece order[0] is hashed once with bad bytes first
+	}{
+		{"client, in order", inOrder, func(int) bool { return false }, false},
+		{"client, reversed", reversed, func(int) bool { return false }, false},
+		{"client and origin, shuffled", shuffled, func(i int) bool { return i%3 == 0 }, false},
+		{"client, a bad pass first", inOrder, func(int) bool { return false }, true},
+		{"origin after a bad pass", inOrder, func(i int) bool { return i == 0 }, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := openCache(t, t.TempDir(), 10<<20, nil)
+			e, err := c.Create(info)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Release()
+			for k, i := range tt.order {
+				good := pieceOf(info, data, i)
+				if k == 0 && tt.bad {
+					client(t, e, i, bytes.Repeat([]byte{0xee}, len(good)))
+					if err := e.storagePiece(i).MarkNotComplete(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if tt.origin(i) {
+					if err := e.WritePiece(i, good); err != nil {
+						t.Fatal(err)
+					}
+					continue
+				}
+				client(t, e, i, good)
+				if err := e.storagePiece(i).MarkComplete(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitFor(t, "Complete", func() bool { return e.Complete() || e.Failed() != nil })
+			if err := e.Failed(); err != nil {
+				t.Fatalf("Failed: %v", err)
+			}
+		})
 	}
 }

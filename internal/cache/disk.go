@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha1"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -126,24 +124,6 @@ func (e *Entry) destroy() {
 	}
 }
 
-// sha256 hashes the whole data file.
-func (e *Entry) sha256(ctx context.Context) (string, error) {
-	h := sha256.New()
-	buf := make([]byte, 1<<20)
-	for off := int64(0); off < e.size; {
-		if err := ctx.Err(); err != nil {
-			return "", err
-		}
-		n, err := e.f.ReadAt(buf[:min(int64(len(buf)), e.size-off)], off)
-		h.Write(buf[:n])
-		off += int64(n)
-		if err != nil && !(errors.Is(err, io.EOF) && off == e.size) {
-			return "", fmt.Errorf("cache: read %s at %d: %w", e.info.Path, off, err)
-		}
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
 // loadAll loads every entry under Dir, several at a time since each one
 // re-hashes its pieces, and returns them least recently used first. Anything
 // that is not a valid entry is deleted.
@@ -255,15 +235,10 @@ func (c *Cache) verifyEntry(ctx context.Context, info *fileinfo.Info, dir string
 		e.lastUse = st.ModTime()
 		e.dirtyOnLoad = true
 	}
-	claimed := 0
-	for i := range n {
-		if bits[i/8]&(0x80>>(i%8)) != 0 {
-			claimed++
-		}
-	}
-	// The whole-file hash can only come out of this pass if every piece is
-	// claimed and passes.
-	whole, wholeOK := sha256.New(), claimed == n
+	// The whole-file hash goes on from this pass: over the pieces that
+	// pass from the first one on, without a gap. Once it covers every
+	// piece, it must match.
+	whole := e.whole.h
 	buf := make([]byte, info.PieceLength)
 	for i := range n {
 		if bits[i/8]&(0x80>>(i%8)) == 0 {
@@ -275,21 +250,21 @@ func (c *Cache) verifyEntry(ctx context.Context, info *fileinfo.Info, dir string
 		off, l := info.PieceBounds(i)
 		if _, err := f.ReadAt(buf[:l], off); err != nil || sha1.Sum(buf[:l]) != info.PieceHash(i) {
 			c.log.Warn("cache: dropping a piece that fails its SHA-1 on disk", "infohash", e.ih, "path", info.Path, "piece", i, "err", err)
-			wholeOK = false
 			e.dirtyOnLoad = true
 			continue
 		}
 		e.bits[i/8] |= 0x80 >> (i % 8)
 		e.haveN++
-		if wholeOK {
+		if i == e.whole.next {
 			whole.Write(buf[:l])
+			e.whole.next++
 		}
 	}
-	if wholeOK {
+	if e.whole.next == n {
 		if sum := hex.EncodeToString(whole.Sum(nil)); sum != info.SHA256 {
 			return nil, fmt.Errorf("whole-file SHA-256 is %s, want %s", sum, info.SHA256)
 		}
-		e.complete = true
+		e.complete, e.whole.finished = true, true
 	}
 	return e, nil
 }

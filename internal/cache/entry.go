@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"crypto/sha1"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"os"
@@ -58,6 +59,8 @@ type Entry struct {
 	changed  chan struct{}
 	complete bool
 	failed   error
+
+	whole whole
 }
 
 func newEntry(c *Cache, info *fileinfo.Info, ih, dir string, f *os.File) *Entry {
@@ -73,6 +76,7 @@ func newEntry(c *Cache, info *fileinfo.Info, ih, dir string, f *os.File) *Entry 
 		dir:     dir,
 		bits:    make([]byte, (n+7)/8),
 		changed: make(chan struct{}),
+		whole:   whole{h: sha256.New(), heldPiece: -1},
 	}
 }
 
@@ -232,6 +236,7 @@ func (e *Entry) WritePiece(piece int, data []byte) error {
 	if _, err := e.f.WriteAt(data, off); err != nil {
 		return fmt.Errorf("cache: write %s piece %d: %w", e.info.Path, piece, err)
 	}
+	e.holdCopy(piece, data)
 	e.seal(piece)
 	return nil
 }
@@ -241,8 +246,7 @@ func (e *Entry) pieceLock(i int) *sync.RWMutex {
 }
 
 // seal marks piece i verified, wakes its waiters, schedules a bitfield write
-// and, for the last piece, starts the whole-file check. The caller holds the
-// piece's lock.
+// and moves the whole-file check on. The caller holds the piece's lock.
 func (e *Entry) seal(i int) {
 	e.mu.Lock()
 	if e.haveLocked(i) {
@@ -253,11 +257,8 @@ func (e *Entry) seal(i int) {
 	e.haveN++
 	close(e.changed)
 	e.changed = make(chan struct{})
-	last := e.haveN == e.info.NumPieces()
 	e.mu.Unlock()
 
 	e.c.markDirty(e)
-	if last {
-		e.c.startCheck(e)
-	}
+	e.kickWhole()
 }

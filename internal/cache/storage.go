@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sync"
 
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/anacrolix/torrent/storage"
@@ -67,27 +66,26 @@ func (p piece) ReadAt(b []byte, off int64) (int, error) {
 
 // WriteTo hands the whole piece to the client's hash: one read into a
 // reused buffer, where the client's own loop would read it in small ones.
+// The piece at the whole-file hash's frontier keeps its bytes for that
+// hash, so it is not read again (see whole).
 func (p piece) WriteTo(w io.Writer) (int64, error) {
 	_, n := p.e.info.PieceBounds(p.i)
-	bp := hashBufs.Get().(*[]byte)
-	defer hashBufs.Put(bp)
-	if int64(cap(*bp)) < n {
-		*bp = make([]byte, n)
-	}
-	b := (*bp)[:n]
+	bp := pieceBuf(int(n))
+	b := *bp
 	mu := p.e.pieceLock(p.i)
 	mu.RLock()
 	_, err := p.e.f.ReadAt(b, p.off)
 	mu.RUnlock()
 	if err != nil {
+		hashBufs.Put(bp)
 		return 0, fmt.Errorf("cache: read %s piece %d: %w", p.e.info.Path, p.i, err)
 	}
 	k, err := w.Write(b)
+	if err != nil || !p.e.hold(p.i, bp) {
+		hashBufs.Put(bp)
+	}
 	return int64(k), err
 }
-
-// hashBufs are WriteTo's buffers.
-var hashBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // WriteAt writes a peer's chunk, unless the piece is sealed: then the bytes
 // are dropped, so a late or hostile chunk can never overwrite verified data.
