@@ -72,6 +72,21 @@ type Reader struct {
 	// End is the byte its response ends before (0: the file's end): no
 	// piece past it is asked for this reader.
 	End int64
+	// Due, if set, makes the reader a prefetch: nobody reads its range
+	// yet, it is wanted whole by Due (see Plan's doc for what it holds
+	// back).
+	Due time.Time
+}
+
+// holds says whether the prefetch r keeps the origin from the file now:
+// its Due is ahead, a piece of its range is missing, and the tracker
+// counted other proxies in the swarm, or has not answered yet (Swarm is
+// not 1). Alone, it is the swarm's supply and takes the origin at once.
+func (r *Reader) holds(st *State) bool {
+	if r.Due.IsZero() || !st.Now.Before(r.Due) || st.Swarm == 1 {
+		return false
+	}
+	return slices.Contains(st.Have[int(min(r.Pos, st.Size-1)/st.PieceLength):r.last(st)], false)
 }
 
 // last is the piece after the reader's response's last one.
@@ -165,7 +180,7 @@ func Plan(c *Config, st *State, d *Decision) {
 	}
 	d.prioritise(c, st)
 	urgentBusy, active := d.cut(st)
-	if st.Now.Before(st.RetryAt) {
+	if st.Now.Before(st.RetryAt) || slices.ContainsFunc(st.Readers, func(r Reader) bool { return r.holds(st) }) {
 		d.finish(n)
 		return
 	}
@@ -326,7 +341,15 @@ func (d *Decision) urgentCandidates(c *Config, st *State) {
 		}
 		h := int(r.Pos / st.PieceLength)
 		from := h
-		if int(r.Start/st.PieceLength) == h {
+		switch {
+		case !r.Due.IsZero():
+			// A prefetch has no playhead; past Due, all it lacks is late.
+			for i := h; i < r.last(st) && !st.Now.Before(r.Due); i++ {
+				if missing(i) {
+					d.addUrgent(i, r.Pos, 0)
+				}
+			}
+		case int(r.Start/st.PieceLength) == h:
 			// A new playhead: the first bytes never wait on the swarm.
 			from = h + 1
 			if missing(h) && (st.Avail[h] == 0 && !st.Connecting || st.Now.Sub(r.Since) >= c.FirstGrace) {
