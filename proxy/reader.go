@@ -28,7 +28,9 @@ type streamReader struct {
 	start  int64
 	since  time.Time
 	waited time.Duration
-	meter  paceMeter
+	// due marks a prefetch (see plan.Reader.Due).
+	due   time.Time
+	meter paceMeter
 	// direct streams the rest from the origin once the cache has failed.
 	direct io.ReadCloser
 }
@@ -60,7 +62,13 @@ func (r *streamReader) readDirect(p []byte) (int, error) {
 var _ io.ReadCloser = (*streamReader)(nil)
 
 func (f *file) newReader(ctx context.Context, off, n int64) *streamReader {
-	r := &streamReader{f: f, ctx: ctx, off: off, end: off + n, head: -1, start: off, since: time.Now()}
+	return f.readerDue(ctx, off, n, time.Time{})
+}
+
+// readerDue is newReader for a prefetch wanted whole by due (zero: a
+// player's or a download's reader).
+func (f *file) readerDue(ctx context.Context, off, n int64, due time.Time) *streamReader {
+	r := &streamReader{f: f, ctx: ctx, off: off, end: off + n, head: -1, start: off, since: time.Now(), due: due}
 	r.moveHead(int(off / f.info.PieceLength))
 	return r
 }
@@ -122,7 +130,7 @@ func (r *streamReader) moveHead(i int) {
 	}
 	r.head = i
 	pace := r.meter.update(time.Now(), r.off, r.waited)
-	pr := plan.Reader{Pos: r.off, Start: r.start, Since: r.since, Pace: pace, End: r.end}
+	pr := plan.Reader{Pos: r.off, Start: r.start, Since: r.since, Pace: pace, End: r.end, Due: r.due}
 	r.f.mu.Lock()
 	r.f.readers[r] = pr
 	r.f.mu.Unlock()

@@ -42,6 +42,7 @@ type Server struct {
 	reportLimits *httpapi.IPLimiter
 	authGuard    *httpapi.AuthGuard
 	reports      reportLog
+	streams      *streams
 
 	health  httpapi.Health
 	handler http.Handler
@@ -73,6 +74,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		limits:       httpapi.NewIPLimiter(announceRate, announceBurst, maxLimitedAddr),
 		reportLimits: httpapi.NewIPLimiter(reportRate, reportBurst, maxLimitedAddr),
 		authGuard:    httpapi.NewAuthGuard(),
+		streams:      newStreams(),
 		done:         make(chan struct{}),
 	}
 	st, err := s.sweep(ctx)
@@ -118,6 +120,7 @@ func (s *Server) routes() http.Handler {
 	e.GET("/v1/files", auth, httpapi.Handle(s.listFiles))
 	e.GET("/v1/files/*path", httpapi.Handle(s.getFile))
 	e.GET("/v1/torrents/*path", httpapi.Handle(s.getTorrent))
+	e.GET("/v1/streams/*dir", httpapi.Handle(s.getStream))
 
 	e.GET("/announce", s.announce)
 	e.GET("/scrape", s.scrape)
