@@ -124,6 +124,7 @@ func (s *Server) serveManifest(c *gin.Context, p string) error {
 	if cp.kind == manifest.Live {
 		// Nor may the player's HTTP stack keep it.
 		c.Header("Cache-Control", "no-cache")
+		s.watchLive(p, cp.body, c.Request.RemoteAddr)
 	}
 	ctype := cp.meta.ContentType
 	if ctype == "" {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"github.com/p2sp/p2sp/internal/fetch"
 	"github.com/p2sp/p2sp/internal/fileinfo"
 	"github.com/p2sp/p2sp/internal/httpapi"
+	"github.com/p2sp/p2sp/internal/manifest"
 	"github.com/p2sp/p2sp/internal/swarm"
 	"github.com/p2sp/p2sp/metrics"
 )
@@ -59,10 +61,11 @@ type Server struct {
 	bind sync.Mutex
 
 	mu          sync.Mutex
-	revalidated map[string]time.Time  // by path: the last check of a complete entry
-	files       map[string]*file      // by infohash
-	stats       map[string]*fileStats // by path, kept across versions
-	prefetching map[string]bool       // by path: segments being prefetched
+	revalidated map[string]time.Time   // by path: the last check of a complete entry
+	files       map[string]*file       // by infohash
+	stats       map[string]*fileStats  // by path, kept across versions
+	prefetching map[string]bool        // by path: segments being prefetched
+	live        map[string]*liveStream // by directory: live streams followed
 }
 
 // New opens the cache (re-verifying what it holds) and starts the
@@ -89,6 +92,7 @@ func New(cfg Config) (*Server, error) {
 		stats:       map[string]*fileStats{},
 		manifests:   newManifests(),
 		prefetching: map[string]bool{},
+		live:        map[string]*liveStream{},
 	}
 	s.reports = &reporter{
 		targets: []string{cfg.TrackerURL, cfg.OriginURL}, client: cfg.HTTPClient,
@@ -219,6 +223,9 @@ func (s *Server) served(st *fileStats, source string, n int64) {
 		st.originBytes.Add(n)
 	}
 	s.metrics.BytesServed.WithLabelValues(source).Add(float64(n))
+	if ls := st.live.Load(); ls != nil {
+		ls.count(st, source, n)
+	}
 }
 
 // activate returns the open file for info bound to entry, joining its
@@ -275,16 +282,19 @@ func removed(e *cache.Entry) bool {
 // recently used first.
 const maxStatPaths = 1024
 
-func (s *Server) statsLocked(path string) *fileStats {
-	st, ok := s.stats[path]
+func (s *Server) statsLocked(p string) *fileStats {
+	st, ok := s.stats[p]
 	if !ok {
 		if len(s.stats) >= maxStatPaths {
 			s.pruneStatsLocked()
 		}
 		st = &fileStats{}
-		s.stats[path] = st
+		s.stats[p] = st
 	}
 	st.used = time.Now()
+	if !manifest.ByName(p) {
+		st.live.Store(s.live[path.Dir(p)])
+	}
 	return st
 }
 

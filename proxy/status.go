@@ -52,6 +52,8 @@ type status struct {
 	// use, or none yet.
 	OriginKeys      []string `json:"origin_keys"`
 	OriginKeySource string   `json:"origin_key_source"`
+	// Streams are the live streams the proxy follows.
+	Streams []liveStatus `json:"streams"`
 }
 
 func (s *Server) handleStatus(c *gin.Context) error {
@@ -138,5 +140,6 @@ func (s *Server) status(pieces bool) status {
 	out.Cache.Bytes, out.Cache.Capacity, out.Cache.Entries, out.Cache.Evictions = cs.Bytes, cs.Capacity, cs.Entries, cs.Evictions
 	out.BTPort = s.swarm.Port()
 	out.OriginKeys, out.OriginKeySource = s.tracker.trust.state()
+	out.Streams = liveStatuses(s.liveStates())
 	return out
 }

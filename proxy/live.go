@@ -1,0 +1,279 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"path"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/p2sp/p2sp/internal/fileinfo"
+	"github.com/p2sp/p2sp/internal/manifest"
+	"github.com/p2sp/p2sp/metrics"
+)
+
+// A live stream is the directory of a live playlist the proxy serves.
+// While players ask for the playlist, the proxy long-polls the tracker for
+// the directory's registrations (GET /v1/streams/{dir}), so it hears of a
+// new segment the moment the origin registers it, together with every
+// other proxy of the audience, and prefetches it at once: the first of
+// them to announce takes it from the origin, the others from it (see
+// plan.Reader.Due).
+const (
+	// liveIdle: a stream whose playlist nobody asked for this long is no
+	// longer watched.
+	liveIdle = 30 * time.Second
+	// maxLiveStreams bounds the streams watched at once.
+	maxLiveStreams = 64
+	// livePollTimeout bounds one long poll: the tracker answers within
+	// 25 s.
+	livePollTimeout = 30 * time.Second
+	liveRetry       = time.Second
+	// maxLiveAnswer bounds a poll's answer: 32 paths of at most 1 KiB.
+	maxLiveAnswer = 1 << 20
+	// viewerSegments: a player that asked for the playlist within this
+	// many segment durations is watching (players ask every one).
+	viewerSegments = 3
+	// defaultSegment is the segment duration assumed until a playlist
+	// names its target duration.
+	defaultSegment = 2 * time.Second
+)
+
+// liveStream is one live stream's state and counters.
+type liveStream struct {
+	dir     string
+	segment atomic.Int64 // target duration, ns
+	used    atomic.Int64 // last playlist request, unix ns
+	// bytes by source of its segments served; segments served (each
+	// counted once); the newest segment's edge delay (ns).
+	cacheBytes, peerBytes, originBytes atomic.Int64
+	segments                           atomic.Int64
+	edgeDelay                          atomic.Int64
+
+	mu      sync.Mutex
+	viewers map[string]time.Time // by player address: last playlist request
+}
+
+// segmentDuration is the stream's target duration (ls may be nil: a
+// stream the proxy does not follow).
+func (ls *liveStream) segmentDuration() time.Duration {
+	if ls == nil {
+		return defaultSegment
+	}
+	if d := time.Duration(ls.segment.Load()); d > 0 {
+		return d
+	}
+	return defaultSegment
+}
+
+// prefetchDue is when a segment heard of at now must be held whole: other
+// proxies have this long (one and a half segments) to supply it before
+// the origin is asked. A player starts about three segments behind the
+// edge, so the wait is within its buffer.
+func (ls *liveStream) prefetchDue(now time.Time) time.Time {
+	return now.Add(ls.segmentDuration() * 3 / 2)
+}
+
+// viewerCount counts the players that asked lately, forgetting the others.
+func (ls *liveStream) viewerCount(now time.Time) int {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	for v, at := range ls.viewers {
+		if now.Sub(at) > viewerSegments*ls.segmentDuration() {
+			delete(ls.viewers, v)
+		}
+	}
+	return len(ls.viewers)
+}
+
+// watchLive notes a request for the live playlist p from a player's
+// connection remote (a player polls on one keep-alive connection), and
+// starts following its stream if nobody does yet.
+func (s *Server) watchLive(p string, body []byte, remote string) {
+	dir := path.Dir(p)
+	if dir == "." {
+		return // the tracker's streams are directories
+	}
+	now := time.Now()
+	s.mu.Lock()
+	ls := s.live[dir]
+	start := ls == nil && len(s.live) < maxLiveStreams
+	if start {
+		ls = &liveStream{dir: dir, viewers: map[string]time.Time{}}
+		s.live[dir] = ls
+	}
+	if ls != nil {
+		ls.used.Store(now.UnixNano())
+	}
+	s.mu.Unlock()
+	if ls == nil {
+		return
+	}
+	if d := manifest.TargetDuration(body); d > 0 {
+		ls.segment.Store(int64(d))
+	}
+	ls.mu.Lock()
+	if len(ls.viewers) < maxLiveViewers {
+		ls.viewers[remote] = now
+	}
+	ls.mu.Unlock()
+	if start {
+		s.wg.Go(func() { s.followLive(ls) })
+	}
+}
+
+// maxLiveViewers bounds the players a stream remembers.
+const maxLiveViewers = 4096
+
+// liveStreamOf returns the stream the media path p belongs to, if the
+// proxy follows it.
+func (s *Server) liveStreamOf(p string) *liveStream {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.live[path.Dir(p)]
+}
+
+// followLive long-polls the tracker for ls's registrations and prefetches
+// each new segment, until nobody asked for its playlist for liveIdle or
+// the proxy closes.
+func (s *Server) followLive(ls *liveStream) {
+	var after string // the tracker's cursor; empty: ask for it
+	for {
+		if s.ctx.Err() != nil {
+			return
+		}
+		s.mu.Lock()
+		if time.Since(time.Unix(0, ls.used.Load())) > liveIdle {
+			delete(s.live, ls.dir)
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		ev, err := s.pollLive(ls.dir, after)
+		if err != nil {
+			s.log.Debug("stream poll", "stream", ls.dir, "err", err)
+			select {
+			case <-s.ctx.Done():
+			case <-time.After(liveRetry):
+			}
+			continue
+		}
+		if after != "" {
+			// The first answer names what was registered before this
+			// proxy watched: the playlist's prefetch has those.
+			for _, p := range ev.Paths {
+				if p, err := fileinfo.CleanPath(p); err == nil && path.Dir(p) == ls.dir && !manifest.ByName(p) {
+					s.startPrefetch(p, ls)
+				}
+			}
+		}
+		after = fmt.Sprint(ev.Next)
+	}
+}
+
+// liveEvents is the tracker's answer to a stream poll.
+type liveEvents struct {
+	Next  uint64   `json:"next"`
+	Paths []string `json:"paths"`
+}
+
+// pollLive asks the tracker for dir's registrations after the cursor
+// (empty: at once, for the cursor).
+func (s *Server) pollLive(dir, after string) (*liveEvents, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, livePollTimeout)
+	defer cancel()
+	u := s.tracker.base + "/v1/streams/" + fileinfo.EscapePath(dir)
+	if after != "" {
+		u += "?after=" + url.QueryEscape(after)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("stream poll %s: %w", dir, err)
+	}
+	resp, err := s.tracker.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("stream poll %s: %w", dir, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("stream poll %s: tracker answered %s", dir, resp.Status)
+	}
+	var ev liveEvents
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxLiveAnswer)).Decode(&ev); err != nil {
+		return nil, fmt.Errorf("stream poll %s: decode: %w", dir, err)
+	}
+	return &ev, nil
+}
+
+// count adds n bytes of a segment (counters st), served from source, to
+// the stream's counters.
+func (ls *liveStream) count(st *fileStats, source string, n int64) {
+	switch source {
+	case metrics.SourceCache:
+		ls.cacheBytes.Add(n)
+	case metrics.SourcePeer:
+		ls.peerBytes.Add(n)
+	case metrics.SourceOrigin:
+		ls.originBytes.Add(n)
+	}
+	if st.liveCounted.CompareAndSwap(false, true) {
+		ls.segments.Add(1)
+	}
+}
+
+// liveStatus is one stream's line in /v1/status.
+type liveStatus struct {
+	Stream string `json:"stream"`
+	// Viewers asked for its playlist within the last three segment
+	// durations.
+	Viewers         int     `json:"viewers"`
+	SegmentSeconds  float64 `json:"segment_seconds"`
+	Segments        int64   `json:"segments"`
+	CacheBytes      int64   `json:"cache_bytes"`
+	PeerBytes       int64   `json:"peer_bytes"`
+	OriginBytes     int64   `json:"origin_bytes"`
+	EdgeDelaySecond float64 `json:"edge_delay_seconds"`
+}
+
+// liveStates snapshots the streams followed, by name.
+func (s *Server) liveStates() []metrics.StreamState {
+	s.mu.Lock()
+	streams := make([]*liveStream, 0, len(s.live))
+	for _, ls := range s.live {
+		streams = append(streams, ls)
+	}
+	s.mu.Unlock()
+	now := time.Now()
+	out := make([]metrics.StreamState, 0, len(streams))
+	for _, ls := range streams {
+		out = append(out, metrics.StreamState{
+			Stream: ls.dir, Viewers: ls.viewerCount(now), Segments: ls.segments.Load(),
+			Bytes: map[string]int64{
+				metrics.SourceCache: ls.cacheBytes.Load(), metrics.SourcePeer: ls.peerBytes.Load(),
+				metrics.SourceOrigin: ls.originBytes.Load(),
+			},
+			EdgeDelay: time.Duration(ls.edgeDelay.Load()),
+			Segment:   ls.segmentDuration(),
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Stream < out[j].Stream })
+	return out
+}
+
+func liveStatuses(states []metrics.StreamState) []liveStatus {
+	out := make([]liveStatus, 0, len(states))
+	for _, st := range states {
+		out = append(out, liveStatus{
+			Stream: st.Stream, Viewers: st.Viewers, SegmentSeconds: st.Segment.Seconds(), Segments: st.Segments,
+			CacheBytes: st.Bytes[metrics.SourceCache], PeerBytes: st.Bytes[metrics.SourcePeer],
+			OriginBytes: st.Bytes[metrics.SourceOrigin], EdgeDelaySecond: st.EdgeDelay.Seconds(),
+		})
+	}
+	return out
+}
