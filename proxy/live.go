@@ -58,6 +58,62 @@ type liveStream struct {
 
 	mu      sync.Mutex
 	viewers map[string]time.Time // by player address: last playlist request
+	// registered holds the segments the tracker said were registered;
+	// registeredNow is closed and replaced when more are.
+	registered    map[string]bool
+	registeredNow chan struct{}
+}
+
+// maxRegistered bounds the registered segments a stream remembers: many
+// windows of live segments.
+const maxRegistered = 512
+
+// heard records the tracker's news of registered paths.
+func (ls *liveStream) heard(paths []string) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if len(ls.registered)+len(paths) > maxRegistered {
+		clear(ls.registered) // old segments, long out of every playlist
+	}
+	for _, p := range paths {
+		ls.registered[p] = true
+	}
+	close(ls.registeredNow)
+	ls.registeredNow = make(chan struct{})
+}
+
+// awaitRegistered waits, at most half a segment duration (and a second),
+// until the tracker said the newest segment of the live playlist p (body)
+// was registered: a player reads a new playlist and asks for its new
+// segment at once, and a segment the tracker does not know yet would be
+// streamed from the origin alone, outside the swarm. It reports whether
+// the segment is known.
+func (ls *liveStream) awaitRegistered(ctx context.Context, p string, body []byte) bool {
+	next := manifest.Next(p, body, 1)
+	if len(next) != 1 {
+		return true
+	}
+	seg, err := fileinfo.CleanPath(next[0])
+	if err != nil {
+		return true
+	}
+	timer := time.NewTimer(min(ls.segmentDuration()/2, time.Second))
+	defer timer.Stop()
+	for {
+		ls.mu.Lock()
+		known, changed := ls.registered[seg], ls.registeredNow
+		ls.mu.Unlock()
+		if known {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
 // segmentDuration is the stream's target duration (ls may be nil: a
@@ -105,7 +161,8 @@ func (s *Server) watchLive(p string, body []byte, remote string) {
 	ls := s.live[dir]
 	start := ls == nil && len(s.live) < maxLiveStreams
 	if start {
-		ls = &liveStream{dir: dir, viewers: map[string]time.Time{}}
+		ls = &liveStream{dir: dir, viewers: map[string]time.Time{},
+			registered: map[string]bool{}, registeredNow: make(chan struct{})}
 		s.live[dir] = ls
 	}
 	if ls != nil {
@@ -164,13 +221,18 @@ func (s *Server) followLive(ls *liveStream) {
 			}
 			continue
 		}
+		var segs []string
+		for _, p := range ev.Paths {
+			if p, err := fileinfo.CleanPath(p); err == nil && path.Dir(p) == ls.dir && !manifest.ByName(p) {
+				segs = append(segs, p)
+			}
+		}
+		ls.heard(segs)
 		if after != "" {
-			// The first answer names what was registered before this
-			// proxy watched: the playlist's prefetch has those.
-			for _, p := range ev.Paths {
-				if p, err := fileinfo.CleanPath(p); err == nil && path.Dir(p) == ls.dir && !manifest.ByName(p) {
-					s.startPrefetch(p, ls)
-				}
+			// (The first answer names what was registered before this
+			// proxy watched: the playlist's prefetch has those.)
+			for _, p := range segs {
+				s.startPrefetch(p, ls)
 			}
 		}
 		after = fmt.Sprint(ev.Next)
