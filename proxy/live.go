@@ -58,9 +58,9 @@ type liveStream struct {
 
 	mu      sync.Mutex
 	viewers map[string]time.Time // by player address: last playlist request
-	// registered holds the segments the tracker said were registered;
-	// registeredNow is closed and replaced when more are.
-	registered    map[string]bool
+	// registered holds the segments the tracker said were registered,
+	// and when it did; registeredNow is closed and replaced when more are.
+	registered    map[string]time.Time
 	registeredNow chan struct{}
 }
 
@@ -75,15 +75,18 @@ func (ls *liveStream) heard(paths []string) {
 	if len(ls.registered)+len(paths) > maxRegistered {
 		clear(ls.registered) // old segments, long out of every playlist
 	}
+	now := time.Now()
 	for _, p := range paths {
-		ls.registered[p] = true
+		if _, ok := ls.registered[p]; !ok {
+			ls.registered[p] = now
+		}
 	}
 	close(ls.registeredNow)
 	ls.registeredNow = make(chan struct{})
 }
 
 // awaitRegistered waits, at most half a segment duration (and a second),
-// until the tracker said the newest segment of the live playlist p (body)
+// once the tracker named any of the stream's segments, until it said the newest segment of the live playlist p (body)
 // was registered: a player reads a new playlist and asks for its new
 // segment at once, and a segment the tracker does not know yet would be
 // streamed from the origin alone, outside the swarm. It reports whether
@@ -101,10 +104,18 @@ func (ls *liveStream) awaitRegistered(ctx context.Context, p string, body []byte
 	defer timer.Stop()
 	for {
 		ls.mu.Lock()
-		known, changed := ls.registered[seg], ls.registeredNow
+		_, known := ls.registered[seg]
+		none := len(ls.registered) == 0
+		changed := ls.registeredNow
 		ls.mu.Unlock()
 		if known {
 			return true
+		}
+		if none {
+			// The tracker named no segment of the stream yet: it may not
+			// tell (another replica's registrations), or the stream has
+			// not started; the playlist does not wait on it.
+			return false
 		}
 		select {
 		case <-changed:
@@ -128,12 +139,47 @@ func (ls *liveStream) segmentDuration() time.Duration {
 	return defaultSegment
 }
 
-// prefetchDue is when a segment heard of at now must be held whole: other
-// proxies have this long (one and a half segments) to supply it before
-// the origin is asked. A player starts about three segments behind the
-// edge, so the wait is within its buffer.
-func (ls *liveStream) prefetchDue(now time.Time) time.Time {
-	return now.Add(ls.segmentDuration() * 3 / 2)
+// due is when segment p must be held whole: dueSegments segment
+// durations after the tracker said it was registered (or after since, if
+// it did not), so that the proxies of the swarm have that long to supply
+// it before the origin is asked (plan.Reader.Due). ls may be nil (a
+// stream the proxy does not follow).
+func (ls *liveStream) due(p string, since time.Time) time.Time {
+	if ls != nil {
+		ls.mu.Lock()
+		if at, ok := ls.registered[p]; ok {
+			since = at
+		}
+		ls.mu.Unlock()
+	}
+	return since.Add(dueSegments * ls.segmentDuration())
+}
+
+// dueSegments: the origin, at 1.5 times the stream's bitrate, sends one
+// copy of a segment in two thirds of a segment duration; an audience that
+// starts together wants the three segments behind the edge at once, and
+// new ones keep coming, so their one copy takes about three durations.
+// Going to the origin sooner, while the proxy supplying the swarm is still
+// receiving, only shares the origin's rate among more copies and makes
+// every segment late. (A player starts three segments behind the edge:
+// only a supplier that fails costs its viewers a wait.)
+const dueSegments = 4
+
+// playerDue is the due time of a player's request for p: that of a
+// segment of a live stream the proxy follows and heard of, zero (no
+// deadline but the player's own) for anything else.
+func (s *Server) playerDue(p string) time.Time {
+	ls := s.liveStreamOf(p)
+	if ls == nil || manifest.ByName(p) {
+		return time.Time{}
+	}
+	ls.mu.Lock()
+	_, ok := ls.registered[p]
+	ls.mu.Unlock()
+	if !ok {
+		return time.Time{}
+	}
+	return ls.due(p, time.Time{})
 }
 
 // viewerCount counts the players that asked lately, forgetting the others.
@@ -162,7 +208,7 @@ func (s *Server) watchLive(p string, body []byte, remote string) {
 	start := ls == nil && len(s.live) < maxLiveStreams
 	if start {
 		ls = &liveStream{dir: dir, viewers: map[string]time.Time{},
-			registered: map[string]bool{}, registeredNow: make(chan struct{})}
+			registered: map[string]time.Time{}, registeredNow: make(chan struct{})}
 		s.live[dir] = ls
 	}
 	if ls != nil {

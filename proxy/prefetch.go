@@ -19,7 +19,7 @@ import (
 const (
 	// prefetchSegments is how many of a live playlist's newest segments
 	// are fetched ahead: a player starts about three from the edge.
-	prefetchSegments = 3
+	prefetchSegments = 1
 	// prefetchTimeout bounds one segment's prefetch.
 	prefetchTimeout = 15 * time.Second
 	// registerWait is how long a named segment may stay unknown to the
@@ -97,7 +97,7 @@ func (s *Server) prefetchFile(p string, ls *liveStream, heard time.Time) bool {
 	// A reader that reads nothing: it makes the scheduler fetch the
 	// segment by its due time, from the proxies of the swarm first, and
 	// no byte is counted as served.
-	r := f.readerDue(ctx, 0, info.Size, ls.prefetchDue(heard))
+	r := f.readerDue(ctx, 0, info.Size, ls.due(p, heard))
 	defer r.Close()
 	for {
 		changed := entry.Changed()

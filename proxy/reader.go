@@ -28,7 +28,7 @@ type streamReader struct {
 	start  int64
 	since  time.Time
 	waited time.Duration
-	// due marks a prefetch (see plan.Reader.Due).
+	// due, if set, is when a live segment must be held (plan.Reader.Due).
 	due   time.Time
 	meter paceMeter
 	// direct streams the rest from the origin once the cache has failed.
@@ -65,8 +65,8 @@ func (f *file) newReader(ctx context.Context, off, n int64) *streamReader {
 	return f.readerDue(ctx, off, n, time.Time{})
 }
 
-// readerDue is newReader for a prefetch wanted whole by due (zero: a
-// player's or a download's reader).
+// readerDue is newReader for a range wanted whole by due, a live
+// segment's (zero: no deadline but the reader's pace).
 func (f *file) readerDue(ctx context.Context, off, n int64, due time.Time) *streamReader {
 	r := &streamReader{f: f, ctx: ctx, off: off, end: off + n, head: -1, start: off, since: time.Now(), due: due}
 	r.moveHead(int(off / f.info.PieceLength))

@@ -72,13 +72,13 @@ type Reader struct {
 	// End is the byte its response ends before (0: the file's end): no
 	// piece past it is asked for this reader.
 	End int64
-	// Due, if set, makes the reader a prefetch: nobody reads its range
-	// yet, it is wanted whole by Due (see Plan's doc for what it holds
-	// back).
+	// Due, if set, says its range is wanted whole by then: a live
+	// segment, prefetched or read by a player (see the package doc for
+	// what it holds back). Such a reader has no playhead rule of its own.
 	Due time.Time
 }
 
-// holds says whether the prefetch r keeps the origin from the file now:
+// holds says whether the reader r with a Due keeps the origin from the file now:
 // its Due is ahead, a piece of its range is missing, and the tracker
 // counted other proxies in the swarm, or has not answered yet (Swarm is
 // not 1). Alone, it is the swarm's supply and takes the origin at once.
@@ -343,9 +343,13 @@ func (d *Decision) urgentCandidates(c *Config, st *State) {
 		from := h
 		switch {
 		case !r.Due.IsZero():
-			// A prefetch has no playhead; past Due, all it lacks is late.
-			for i := h; i < r.last(st) && !st.Now.Before(r.Due); i++ {
-				if missing(i) {
+			// A live segment has no playhead. Past Due, all it lacks is
+			// late; before, the first proxy of its swarm (alone when it
+			// announced) is its supply: it takes from the origin at once
+			// what no connected peer has, whatever its rank.
+			late, first := !st.Now.Before(r.Due), st.Swarm == 1
+			for i := h; i < r.last(st) && (late || first); i++ {
+				if missing(i) && (late || st.Avail[i] == 0) {
 					d.addUrgent(i, r.Pos, 0)
 				}
 			}

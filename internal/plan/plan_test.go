@@ -376,6 +376,15 @@ func TestPlan(t *testing.T) {
 		},
 		start: []Start{{First: 0, End: 3, Offset: 0, Urgent: true}},
 	}, {
+		name: "a prefetch first in the swarm, its peers connected since, fetches what none of them has, whatever its rank",
+		setup: func(st *State) {
+			st.Swarm, st.Avail[0], st.Avail[2] = 1, 0, 0
+			st.Have[0] = false
+			st.Readers = []Reader{prefetch(t0.Add(2 * time.Second))}
+		},
+		start: []Start{{First: 0, End: 1, Offset: 0, Urgent: true}, {First: 2, End: 3, Offset: 200, Urgent: true}},
+		prio:  map[int]Priority{1: Readahead},
+	}, {
 		name: "a prefetch among other proxies waits for them until Due, and so does a player of the same file",
 		setup: func(st *State) {
 			st.Swarm, st.Avail[0], st.Avail[1], st.Avail[2] = 3, 0, 0, 0
