@@ -159,6 +159,7 @@ type statusFile struct {
 	OriginShare    float64 `json:"origin_share"`
 	VerifyFailures int64   `json:"verification_failures"`
 	UploadedBytes  int64   `json:"uploaded_bytes"`
+	Peers          int     `json:"peers"`
 	OriginRequests int     `json:"origin_requests"`
 	Error          string  `json:"error"`
 	RefusedInfo    string  `json:"refused_info"`

@@ -79,6 +79,7 @@ type liveViewer struct {
 	// segment arrives: a player that falls a segment behind stalls.
 	playing    time.Time
 	startMedia float64
+	startSeq   int // the first segment it fetched
 	behind     time.Duration
 }
 
@@ -179,6 +180,7 @@ func (v *liveViewer) poll(ctx context.Context) error {
 	}
 	if v.playing.IsZero() && v.received > 0 {
 		v.playing, v.startMedia = time.Now(), v.received
+		v.startSeq = max(pl.seq, pl.last()-2)
 	}
 	now, err := v.originLast()
 	if err != nil {
@@ -382,11 +384,14 @@ func TestLiveCrowd(t *testing.T) {
 		}
 	}
 	var peer, origin, cache, uploaded int64
+	var torrents, conns int // segment torrents open and their peer connections, over all proxies
 	for _, v := range viewers {
 		st := status(t, v.proxy)
 		for _, f := range st.Files {
 			if strings.HasSuffix(f.Path, ".ts") {
 				uploaded += f.UploadedBytes
+				torrents++
+				conns += f.Peers
 			}
 		}
 		i := slices.IndexFunc(st.Streams, func(s statusStream) bool { return s.Stream == "live" })
@@ -417,6 +422,11 @@ func TestLiveCrowd(t *testing.T) {
 	if uploaded == 0 || peer == 0 {
 		t.Errorf("the proxies sent each other %d segment bytes, served %d from peers", uploaded, peer)
 	}
+	// The cost of a torrent per segment (the README's decision).
+	announces := counter(t, c.Tracker, "p2sp_tracker_announces_total")
+	segments := viewers[0].next - viewers[0].startSeq
+	t.Logf("torrent per segment: %d segments watched, %.0f announces (%.1f per segment and proxy), %d segment torrents open on the proxies with %d peer connections (%d each way: %.1f per segment and proxy)",
+		segments, announces, announces/float64(segments*len(viewers)), torrents, conns, conns/2, float64(conns)/float64(torrents))
 	e := <-edge
 	t.Logf("live edge: %d new segments; a proxy's playlist named each %v after the origin's at most (median %v)", e.n, e.max.Round(time.Millisecond), e.median.Round(time.Millisecond))
 	if e.n < 10 || e.max > segment {

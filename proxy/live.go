@@ -227,8 +227,27 @@ func (s *Server) watchLive(p string, body []byte, remote string) {
 	}
 	ls.mu.Unlock()
 	if start {
-		s.wg.Go(func() { s.followLive(ls) })
+		// The first answer, at once, names the segments registered
+		// before: a player asks for them next, and they must count as
+		// the stream's (playerDue) from its first request on.
+		after := ""
+		if ev, err := s.pollLive(dir, ""); err == nil {
+			ls.heard(ls.segmentsOf(ev.Paths))
+			after = fmt.Sprint(ev.Next)
+		}
+		s.wg.Go(func() { s.followLive(ls, after) })
 	}
+}
+
+// segmentsOf keeps the paths of ls's segments.
+func (ls *liveStream) segmentsOf(paths []string) []string {
+	var segs []string
+	for _, p := range paths {
+		if p, err := fileinfo.CleanPath(p); err == nil && path.Dir(p) == ls.dir && !manifest.ByName(p) {
+			segs = append(segs, p)
+		}
+	}
+	return segs
 }
 
 // maxLiveViewers bounds the players a stream remembers.
@@ -242,11 +261,11 @@ func (s *Server) liveStreamOf(p string) *liveStream {
 	return s.live[path.Dir(p)]
 }
 
-// followLive long-polls the tracker for ls's registrations and prefetches
-// each new segment, until nobody asked for its playlist for liveIdle or
+// followLive long-polls the tracker for ls's registrations after the
+// cursor after (empty: it asks for one) and prefetches each new segment,
+// until nobody asked for its playlist for liveIdle or
 // the proxy closes.
-func (s *Server) followLive(ls *liveStream) {
-	var after string // the tracker's cursor; empty: ask for it
+func (s *Server) followLive(ls *liveStream, after string) {
 	for {
 		if s.ctx.Err() != nil {
 			return
@@ -267,12 +286,7 @@ func (s *Server) followLive(ls *liveStream) {
 			}
 			continue
 		}
-		var segs []string
-		for _, p := range ev.Paths {
-			if p, err := fileinfo.CleanPath(p); err == nil && path.Dir(p) == ls.dir && !manifest.ByName(p) {
-				segs = append(segs, p)
-			}
-		}
+		segs := ls.segmentsOf(ev.Paths)
 		ls.heard(segs)
 		if after != "" {
 			// (The first answer names what was registered before this
