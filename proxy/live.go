@@ -336,14 +336,7 @@ func (s *Server) pollLive(dir, after string) (*liveEvents, error) {
 // count adds n bytes of a segment (counters st), served from source, to
 // the stream's counters.
 func (ls *liveStream) count(st *fileStats, source string, n int64) {
-	switch source {
-	case metrics.SourceCache:
-		ls.cacheBytes.Add(n)
-	case metrics.SourcePeer:
-		ls.peerBytes.Add(n)
-	case metrics.SourceOrigin:
-		ls.originBytes.Add(n)
-	}
+	addBySource(source, n, &ls.cacheBytes, &ls.peerBytes, &ls.originBytes)
 	if st.liveCounted.CompareAndSwap(false, true) {
 		ls.segments.Add(1)
 	}

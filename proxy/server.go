@@ -209,19 +209,24 @@ func (s *Server) statsFor(path string) *fileStats {
 	return s.statsLocked(path)
 }
 
+// addBySource adds n to the counter of source.
+func addBySource(source string, n int64, cache, peer, origin *atomic.Int64) {
+	switch source {
+	case metrics.SourceCache:
+		cache.Add(n)
+	case metrics.SourcePeer:
+		peer.Add(n)
+	case metrics.SourceOrigin:
+		origin.Add(n)
+	}
+}
+
 // served counts bytes sent to a player.
 func (s *Server) served(st *fileStats, source string, n int64) {
 	if n <= 0 {
 		return
 	}
-	switch source {
-	case metrics.SourceCache:
-		st.cacheBytes.Add(n)
-	case metrics.SourcePeer:
-		st.peerBytes.Add(n)
-	case metrics.SourceOrigin:
-		st.originBytes.Add(n)
-	}
+	addBySource(source, n, &st.cacheBytes, &st.peerBytes, &st.originBytes)
 	s.metrics.BytesServed.WithLabelValues(source).Add(float64(n))
 	if ls := st.live.Load(); ls != nil {
 		ls.count(st, source, n)
