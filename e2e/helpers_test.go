@@ -200,15 +200,28 @@ type statusFile struct {
 	OriginShare    float64 `json:"origin_share"`
 	VerifyFailures int64   `json:"verification_failures"`
 	UploadedBytes  int64   `json:"uploaded_bytes"`
+	Peers          int     `json:"peers"`
 	OriginRequests int     `json:"origin_requests"`
 	Error          string  `json:"error"`
 	RefusedInfo    string  `json:"refused_info"`
 }
 
+// statusStream is one live stream's line of a proxy's /v1/status.
+type statusStream struct {
+	Stream      string  `json:"stream"`
+	Viewers     int     `json:"viewers"`
+	Segments    int64   `json:"segments"`
+	CacheBytes  int64   `json:"cache_bytes"`
+	PeerBytes   int64   `json:"peer_bytes"`
+	OriginBytes int64   `json:"origin_bytes"`
+	EdgeDelay   float64 `json:"edge_delay_seconds"`
+}
+
 // proxyStatus is the part of /v1/status the tests read.
 type proxyStatus struct {
-	Files []statusFile `json:"files"`
-	Cache struct {
+	Files   []statusFile   `json:"files"`
+	Streams []statusStream `json:"streams"`
+	Cache   struct {
 		Bytes    int64 `json:"bytes"`
 		Capacity int64 `json:"capacity"`
 		Entries  int   `json:"entries"`

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,11 +73,19 @@ type liveViewer struct {
 	received float64 // seconds of media
 	bytes    int64
 	maxLag   int // most segments the viewer was behind the origin's playlist
+	// playing is when the viewer had its first segments (a player starts
+	// then) and startMedia what it had; behind is the most the media
+	// received since fell behind the wall time since, measured as each
+	// segment arrives: a player that falls a segment behind stalls.
+	playing    time.Time
+	startMedia float64
+	startSeq   int // the first segment it fetched
+	behind     time.Duration
 }
 
 func newLiveViewer(t *testing.T, p *demo.Service, media string, after *liveViewer) *liveViewer {
 	return &liveViewer{t: t, proxy: p, media: media, after: after, got: map[int]bool{}, next: -1,
-		client: &http.Client{Timeout: 5 * time.Second}}
+		client: &http.Client{Timeout: 10 * time.Second}}
 }
 
 func (v *liveViewer) has(seq int) bool {
@@ -163,7 +172,15 @@ func (v *liveViewer) poll(ctx context.Context) error {
 		v.next = seq + 1
 		v.received += pl.durs[i]
 		v.bytes += int64(len(seg))
+		if !v.playing.IsZero() {
+			wall := time.Since(v.playing)
+			v.behind = max(v.behind, wall-time.Duration((v.received-v.startMedia)*float64(time.Second)))
+		}
 		v.mu.Unlock()
+	}
+	if v.playing.IsZero() && v.received > 0 {
+		v.playing, v.startMedia = time.Now(), v.received
+		v.startSeq = max(pl.seq, pl.last()-2)
 	}
 	now, err := v.originLast()
 	if err != nil {
@@ -188,73 +205,16 @@ func (v *liveViewer) poll(ctx context.Context) error {
 func TestLiveHLSThroughProxies(t *testing.T) {
 	ffmpeg := testtool.Require(t, "ffmpeg")
 	c := start(t, demo.Config{Proxies: 3})
-	if err := os.Mkdir(filepath.Join(c.Media, "live"), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	const watch = 20 * time.Second
 	ctx, cancel := context.WithTimeout(t.Context(), watch+20*time.Second)
 	defer cancel()
-	var stderr bytes.Buffer
-	enc := exec.CommandContext(ctx, ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin",
-		"-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-re", "-f", "lavfi", "-i", "sine",
-		"-t", strconv.Itoa(int(watch/time.Second)+15),
-		"-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-c:a", "aac",
-		"-f", "hls", "-hls_time", "1", "-hls_list_size", "5", "-hls_flags", "delete_segments+temp_file",
-		filepath.Join(c.Media, "live", "index.m3u8"))
-	enc.Stderr = &stderr
-	if err := enc.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cancel()
-		enc.Wait()
-		if stderr.Len() > 0 {
-			t.Logf("ffmpeg: %s", stderr.Bytes())
-		}
-	}()
+	encode(ctx, t, ffmpeg, c.Media, watch+15*time.Second, "-g", "25", "-hls_time", "1")
 
 	first := newLiveViewer(t, c.Proxies[0], c.Media, nil)
 	viewers := []*liveViewer{first,
 		newLiveViewer(t, c.Proxies[1], c.Media, first),
 		newLiveViewer(t, c.Proxies[2], c.Media, first)}
-	// The stream starts once ffmpeg wrote its first playlist.
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if _, err := first.originLast(); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ffmpeg wrote no playlist in 15 s: %s", stderr.Bytes())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	start := time.Now()
-	errs := make(chan error, len(viewers))
-	var wg sync.WaitGroup
-	for _, v := range viewers {
-		wg.Go(func() {
-			tick := time.NewTicker(250 * time.Millisecond) // hls.js polls about this often near the edge
-			defer tick.Stop()
-			for time.Since(start) < watch {
-				if err := v.poll(ctx); err != nil {
-					errs <- fmt.Errorf("viewer on %s after %v: %w", v.proxy.Name, time.Since(start).Round(time.Millisecond), err)
-					return
-				}
-				select {
-				case <-ctx.Done():
-					errs <- ctx.Err()
-					return
-				case <-tick.C:
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	elapsed := time.Since(start)
+	elapsed := watchLive(ctx, t, viewers, watch)
 	for _, v := range viewers {
 		t.Logf("%s: %.1f s of media in %v of wall time, %d bytes, at most %d segment(s) behind", v.proxy.Name, v.received, elapsed.Round(time.Millisecond), v.bytes, v.maxLag)
 	}
@@ -290,4 +250,245 @@ func TestLiveHLSThroughProxies(t *testing.T) {
 	if uploaded == 0 {
 		t.Error("no proxy sent a segment byte to another: the live stream came from the origin alone")
 	}
+}
+
+// encode runs ffmpeg for d, encoding a live HLS stream in real time into
+// media/live/index.m3u8 (a window of five segments, old ones deleted, each
+// written to a temporary name and renamed, as ffmpeg's temp_file does),
+// with args (GOP and segment duration, bitrate) added to the output's;
+// it returns once the first playlist is written. The encoder stops when
+// ctx ends or the test does.
+func encode(ctx context.Context, t *testing.T, ffmpeg, media string, d time.Duration, args ...string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(media, "live"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var stderr bytes.Buffer
+	cmd := []string{"-hide_banner", "-loglevel", "error", "-nostdin",
+		"-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-re", "-f", "lavfi", "-i", "sine",
+		"-t", strconv.Itoa(int(d / time.Second)), "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"}
+	cmd = append(cmd, args...)
+	cmd = append(cmd, "-f", "hls", "-hls_list_size", "5", "-hls_flags", "delete_segments+temp_file",
+		filepath.Join(media, "live", "index.m3u8"))
+	enc := exec.CommandContext(ctx, ffmpeg, cmd...)
+	enc.Stderr = &stderr
+	if err := enc.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		enc.Wait()
+		if stderr.Len() > 0 {
+			t.Logf("ffmpeg: %s", stderr.Bytes())
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(media, "live", "index.m3u8")); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ffmpeg wrote no playlist in 15 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// watchLive has every viewer poll its playlist every 250 ms (hls.js polls
+// about this often near the edge) for watch, or until one fails; it fails
+// the test with each viewer's error and returns the time watched.
+func watchLive(ctx context.Context, t *testing.T, viewers []*liveViewer, watch time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	errs := make(chan error, len(viewers))
+	var wg sync.WaitGroup
+	for _, v := range viewers {
+		wg.Go(func() {
+			tick := time.NewTicker(250 * time.Millisecond)
+			defer tick.Stop()
+			for time.Since(start) < watch {
+				if err := v.poll(ctx); err != nil {
+					errs <- fmt.Errorf("viewer on %s after %v: %w", v.proxy.Name, time.Since(start).Round(time.Millisecond), err)
+					return
+				}
+				select {
+				case <-ctx.Done():
+					errs <- ctx.Err()
+					return
+				case <-tick.C:
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	return time.Since(start)
+}
+
+// TestLiveCrowd is a live event: ffmpeg encodes a constant-bitrate stream
+// (390 kbit/s in all) in 2 s segments in real time, the origin is capped
+// at 1.5 times that, and five viewers on five proxies start together,
+// three segments behind the live edge, and watch for 60 s. Every viewer
+// plays without a stall (the media it received never falls a segment
+// behind the wall time), the origin sends at most 2 copies of the stream
+// in all (its own counter, playlists included) while the proxies send the
+// rest to each other, each proxy's status and metrics count what its
+// viewer received, and a new segment is in a proxy's playlist at most one
+// segment duration after it is in the origin's.
+func TestLiveCrowd(t *testing.T) {
+	ffmpeg := testtool.Require(t, "ffmpeg")
+	const (
+		segment = 2 * time.Second
+		bitrate = 390_000 / 8 // bytes/s: 300 kbit/s of video, 48 of audio, MPEG-TS
+		watch   = 60 * time.Second
+	)
+	c := start(t, demo.Config{Proxies: 5, RateLimit: bitrate * 3 / 2})
+	ctx, cancel := context.WithTimeout(t.Context(), watch+30*time.Second)
+	defer cancel()
+	encode(ctx, t, ffmpeg, c.Media, watch+20*time.Second, "-g", "50", "-hls_time", "2",
+		"-b:v", "300k", "-minrate", "300k", "-maxrate", "300k", "-bufsize", "150k", "-x264-params", "nal-hrd=cbr", "-b:a", "48k")
+
+	var viewers []*liveViewer
+	for _, p := range c.Proxies {
+		viewers = append(viewers, newLiveViewer(t, p, c.Media, nil))
+	}
+	// The event is on the air before its audience comes: a window of
+	// segments is registered.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if last, err := viewers[0].originLast(); err == nil && last >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("ffmpeg wrote no four segments in 20 s")
+		}
+	}
+	edge := make(chan edgeDelays, 1)
+	go func() { edge <- measureEdge(ctx, c.Media, c.Proxies[0], watch) }()
+	elapsed := watchLive(ctx, t, viewers, watch)
+
+	var stream int64 // one copy of the stream: what the viewer that got most received
+	for _, v := range viewers {
+		stream = max(stream, v.bytes)
+		t.Logf("%s: %.1f s of media (%d bytes) in %v, at most %v behind the wall clock, %d segment(s) behind the origin's playlist",
+			v.proxy.Name, v.received, v.bytes, elapsed.Round(time.Millisecond), v.behind.Round(time.Millisecond), v.maxLag)
+		if v.behind > segment {
+			t.Errorf("%s stalled: its media fell %v behind the wall clock", v.proxy.Name, v.behind.Round(time.Millisecond))
+		}
+		if v.received < (watch - 2*segment).Seconds() {
+			t.Errorf("%s received %.1f s of media in %v", v.proxy.Name, v.received, elapsed)
+		}
+	}
+	var peer, origin, cache, uploaded int64
+	var torrents, conns int // segment torrents open and their peer connections, over all proxies
+	for _, v := range viewers {
+		st := status(t, v.proxy)
+		for _, f := range st.Files {
+			if strings.HasSuffix(f.Path, ".ts") {
+				uploaded += f.UploadedBytes
+				torrents++
+				conns += f.Peers
+			}
+		}
+		i := slices.IndexFunc(st.Streams, func(s statusStream) bool { return s.Stream == "live" })
+		if i < 0 {
+			t.Errorf("%s: no stream \"live\" in its status: %+v", v.proxy.Name, st.Streams)
+			continue
+		}
+		ls := st.Streams[i]
+		t.Logf("%s: stream status %+v", v.proxy.Name, ls)
+		peer, origin, cache = peer+ls.PeerBytes, origin+ls.OriginBytes, cache+ls.CacheBytes
+		if got := ls.PeerBytes + ls.OriginBytes + ls.CacheBytes; got != v.bytes || ls.Viewers < 1 || ls.Segments == 0 {
+			t.Errorf("%s: the stream's status counts %d bytes of %d segments for %d viewers; its viewer received %d bytes", v.proxy.Name, got, ls.Segments, ls.Viewers, v.bytes)
+		}
+		if m := counter(t, v.proxy, "p2sp_proxy_stream_bytes_total"); int64(m) != v.bytes {
+			t.Errorf("%s: p2sp_proxy_stream_bytes_total %.0f, its viewer received %d bytes", v.proxy.Name, m, v.bytes)
+		}
+	}
+	copies := counter(t, c.Origin, "p2sp_origin_sent_bytes_total") / float64(stream)
+	rate := float64(stream) / viewers[0].received // bytes per second of media
+	t.Logf("stream %.0f bit/s (origin capped at %.2fx); segment bytes served: %d from cache, %d from peers, %d from the origin; the proxies uploaded %d to each other; the origin sent %.2f copies of the stream",
+		rate*8, bitrate*1.5/rate, cache, peer, origin, uploaded, copies)
+	if bitrate*1.5 > rate*1.6 {
+		t.Errorf("the origin's cap was %.2fx the stream's bitrate, not 1.5x: the test's bitrate is off", bitrate*1.5/rate)
+	}
+	if copies > 2 {
+		t.Errorf("the origin sent %.2f copies of the stream to five proxies, want at most 2", copies)
+	}
+	if uploaded == 0 || peer == 0 {
+		t.Errorf("the proxies sent each other %d segment bytes, served %d from peers", uploaded, peer)
+	}
+	// The cost of a torrent per segment (the README's decision).
+	announces := counter(t, c.Tracker, "p2sp_tracker_announces_total")
+	segments := viewers[0].next - viewers[0].startSeq
+	t.Logf("torrent per segment: %d segments watched, %.0f announces (%.1f per segment and proxy), %d segment torrents open on the proxies with %d peer connections (%d each way: %.1f per segment and proxy)",
+		segments, announces, announces/float64(segments*len(viewers)), torrents, conns, conns/2, float64(conns)/float64(torrents))
+	e := <-edge
+	t.Logf("live edge: %d new segments; a proxy's playlist named each %v after the origin's at most (median %v)", e.n, e.max.Round(time.Millisecond), e.median.Round(time.Millisecond))
+	if e.n < 10 || e.max > segment {
+		t.Errorf("live edge delay the proxy adds: %d segments seen, at most %v, want at most %v", e.n, e.max, segment)
+	}
+}
+
+// edgeDelays is how much later new segments appeared in a proxy's playlist
+// than in the origin's.
+type edgeDelays struct {
+	n           int
+	max, median time.Duration
+}
+
+// measureEdge polls, every 50 ms for watch, the origin's playlist where a
+// player reading the origin directly sees it first (the file the origin
+// serves) and the same playlist through the proxy p, and compares when
+// each new segment appeared in each.
+func measureEdge(ctx context.Context, media string, p *demo.Service, watch time.Duration) edgeDelays {
+	client := &http.Client{Timeout: 5 * time.Second}
+	atOrigin, atProxy := map[int]time.Time{}, map[int]time.Time{}
+	first := -1
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for end := time.Now().Add(watch); time.Now().Before(end); {
+		if b, err := os.ReadFile(filepath.Join(media, "live", "index.m3u8")); err == nil {
+			if pl, err := parsePlaylist(b); err == nil {
+				if _, ok := atOrigin[pl.last()]; !ok {
+					atOrigin[pl.last()] = time.Now()
+				}
+				if first < 0 {
+					first = pl.last()
+				}
+			}
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, streamURL(p, "live/index.m3u8"), nil)
+		if err != nil {
+			break
+		}
+		if resp, err := client.Do(req); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if pl, err := parsePlaylist(b); err == nil {
+				if _, ok := atProxy[pl.last()]; !ok {
+					atProxy[pl.last()] = time.Now()
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+		}
+	}
+	var ds []time.Duration
+	for seq, o := range atOrigin {
+		if px, ok := atProxy[seq]; ok && seq > first {
+			ds = append(ds, max(0, px.Sub(o)))
+		}
+	}
+	slices.Sort(ds)
+	if len(ds) == 0 {
+		return edgeDelays{}
+	}
+	return edgeDelays{n: len(ds), max: ds[len(ds)-1], median: ds[len(ds)/2]}
 }

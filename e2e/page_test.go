@@ -211,3 +211,48 @@ func TestPagePlaysAndKeepsLists(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#recent li[data-path="sample.mp4"]`)),
 	))
 }
+
+// TestPagePlaysLiveStream: a user finds a live HLS stream (ffmpeg encoding
+// in real time into the origin's media) in the page's catalog and plays it
+// in headless Chromium through the proxy, with hls.js (Chromium has no HLS
+// of its own): the video plays, its time advancing with the wall clock.
+func TestPagePlaysLiveStream(t *testing.T) {
+	chromium := testtool.Require(t, "chromium")
+	ffmpeg := testtool.Require(t, "ffmpeg")
+	c := start(t, demo.Config{Proxies: 1, ScanInterval: 200 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	encode(ctx, t, ffmpeg, c.Media, 60*time.Second, "-g", "25", "-hls_time", "1")
+	bctx := browser(t, chromium)
+	const (
+		row   = `#catalog li[data-path="live/index.m3u8"]`
+		video = `document.querySelector("#player video")`
+	)
+	run(t, bctx, "load the page and find the stream", 30*time.Second, chromedp.Steps(
+		chromedp.Navigate(c.Proxies[0].URL+"/"),
+		chromedp.Poll[chromedp.Void](`document.body.dataset.ready === "1"`),
+		chromedp.SendKeys(chromedp.CSS("#search"), "index.m3u8"+kb.Enter),
+		chromedp.WaitVisible(chromedp.CSS(row+` button.play`)),
+	))
+	run(t, bctx, "press Play", 10*time.Second, chromedp.Click(chromedp.CSS(row+` button.play`)))
+	start := run(t, bctx, "play the live stream", 30*time.Second, chromedp.Poll[float64](
+		`(v => v && !v.paused && v.currentTime > 1 && v.currentTime)(`+video+`)`,
+		chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(30*time.Second)))
+	began := time.Now()
+	if src := run(t, bctx, "read the source", 5*time.Second, chromedp.Evaluate[string](video+`.currentSrc`)); !strings.HasPrefix(src, "blob:") {
+		t.Errorf("the video's source is %q, want hls.js's MediaSource (blob:)", src)
+	}
+	// Live: it keeps playing, its time advancing with the wall clock.
+	later := run(t, bctx, "play on for 5 s", 30*time.Second, chromedp.Poll[float64](
+		fmt.Sprintf(`(v => !v.error && v.currentTime > %f && v.currentTime)(`+video+`)`, start+5),
+		chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(30*time.Second)))
+	wall := time.Since(began)
+	t.Logf("the video played from %.1f s to %.1f s in %v of wall time", start, later, wall.Round(time.Millisecond))
+	if wall > 8*time.Second {
+		t.Errorf("5 s of the live stream took %v of wall time to play", wall)
+	}
+	if alert := run(t, bctx, "read the alert", 5*time.Second, chromedp.Evaluate[string](
+		`(p => p.hidden ? "" : p.textContent)(document.getElementById("verify-error"))`)); alert != "" {
+		t.Errorf("the page shows a problem: %q", alert)
+	}
+}

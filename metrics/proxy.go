@@ -75,6 +75,27 @@ type ProxyState struct {
 	// PeerPiecesVerified and PeerVerificationFailures count pieces peers
 	// supplied that passed, or failed, their hash check.
 	PeerPiecesVerified, PeerVerificationFailures int64
+	// Streams are the live streams the proxy serves.
+	Streams []StreamState
+}
+
+// StreamState is one live stream (a playlist's directory) as a proxy
+// serves it.
+type StreamState struct {
+	Stream string
+	// Segment is its segments' target duration.
+	Segment time.Duration
+	// Viewers is how many players asked for its playlist lately.
+	Viewers int
+	// Bytes counts its segments' bytes served to players, by source
+	// (SourceCache, SourcePeer, SourceOrigin); Segments the segment
+	// responses.
+	Bytes    map[string]int64
+	Segments int64
+	// EdgeDelay is, for the stream's newest segment, the time from the
+	// proxy hearing of it to holding it whole: how far behind the origin's
+	// live edge the proxy can answer.
+	EdgeDelay time.Duration
 }
 
 // NewProxy creates the proxy's collectors and registers them on reg,
@@ -151,6 +172,7 @@ type proxyState struct {
 
 	peers, banned, cacheBytes, cacheCapacity, cacheEntries *prometheus.Desc
 	evictions, uploaded, verifiedDesc, failedDesc          *prometheus.Desc
+	streamViewers, streamBytes, streamSegments, edgeDelay  *prometheus.Desc
 }
 
 func newProxyState() *proxyState {
@@ -170,6 +192,11 @@ func newProxyState() *proxyState {
 		uploaded:      desc("p2sp_proxy_uploaded_bytes_total", "Piece data bytes uploaded to peers."),
 		verifiedDesc:  desc("p2sp_proxy_pieces_verified_total", "Pieces that passed their SHA-1 check, by supplier.", "source"),
 		failedDesc:    desc("p2sp_proxy_verification_failures_total", "Pieces or whole files that failed a hash check, by supplier.", "source"),
+
+		streamViewers:  desc("p2sp_proxy_stream_viewers", "Players that asked for a live stream's playlist lately.", "stream"),
+		streamBytes:    desc("p2sp_proxy_stream_bytes_total", "A live stream's segment bytes served to players, by where they came from.", "stream", "source"),
+		streamSegments: desc("p2sp_proxy_stream_segments_total", "A live stream's segment responses.", "stream"),
+		edgeDelay:      desc("p2sp_proxy_stream_edge_delay_seconds", "For a live stream's newest segment, the time from the proxy hearing of it to holding it whole.", "stream"),
 	}
 	for _, src := range []string{SourcePeer, SourceOrigin} {
 		s.verified.WithLabelValues(src)
@@ -182,7 +209,7 @@ var _ prometheus.Collector = (*proxyState)(nil)
 
 func (s *proxyState) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{s.peers, s.banned, s.cacheBytes, s.cacheCapacity, s.cacheEntries,
-		s.evictions, s.uploaded, s.verifiedDesc, s.failedDesc} {
+		s.evictions, s.uploaded, s.verifiedDesc, s.failedDesc, s.streamViewers, s.streamBytes, s.streamSegments, s.edgeDelay} {
 		ch <- d
 	}
 }
@@ -192,8 +219,8 @@ func (s *proxyState) Collect(ch chan<- prometheus.Metric) {
 	if read := s.read.Load(); read != nil {
 		st = (*read)()
 	}
-	gauge := func(d *prometheus.Desc, v float64) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v)
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	counter := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
@@ -205,6 +232,14 @@ func (s *proxyState) Collect(ch chan<- prometheus.Metric) {
 	gauge(s.cacheEntries, float64(st.CacheEntries))
 	counter(s.evictions, float64(st.CacheEvictions))
 	counter(s.uploaded, float64(st.UploadedBytes))
+	for _, ls := range st.Streams {
+		gauge(s.streamViewers, float64(ls.Viewers), ls.Stream)
+		for _, src := range []string{SourceCache, SourcePeer, SourceOrigin} {
+			counter(s.streamBytes, float64(ls.Bytes[src]), ls.Stream, src)
+		}
+		counter(s.streamSegments, float64(ls.Segments), ls.Stream)
+		gauge(s.edgeDelay, ls.EdgeDelay.Seconds(), ls.Stream)
+	}
 	swarm := map[*prometheus.Desc]int64{s.verifiedDesc: st.PeerPiecesVerified, s.failedDesc: st.PeerVerificationFailures}
 	for d, vec := range map[*prometheus.Desc]*prometheus.CounterVec{s.verifiedDesc: s.verified, s.failedDesc: s.failed} {
 		for _, src := range []string{SourcePeer, SourceOrigin} {

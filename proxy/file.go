@@ -77,6 +77,10 @@ type fileStats struct {
 	// until one verifies.
 	refused atomic.Pointer[string]
 	used    time.Time // last statsFor; Server.mu
+	// live is the live stream the path is a segment of, if the proxy
+	// follows one; liveCounted, that it counted as one of its segments.
+	live        atomic.Pointer[liveStream]
+	liveCounted atomic.Bool
 }
 
 func (st *fileStats) setErr(err error) {

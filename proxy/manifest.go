@@ -124,6 +124,7 @@ func (s *Server) serveManifest(c *gin.Context, p string) error {
 	if cp.kind == manifest.Live {
 		// Nor may the player's HTTP stack keep it.
 		c.Header("Cache-Control", "no-cache")
+		s.watchLive(p, cp.body, c.Request.RemoteAddr)
 	}
 	ctype := cp.meta.ContentType
 	if ctype == "" {
@@ -161,6 +162,11 @@ func (s *Server) validManifest(ctx context.Context, p string, sl *manifestSlot, 
 	case err == nil:
 		s.metrics.OriginFetchedBytes.Add(float64(len(body)))
 		cp = &manifestCopy{meta: meta, body: body, kind: manifest.Classify(body), checked: checked}
+		if cp.kind == manifest.Live {
+			if ls := s.liveStreamOf(p); ls != nil && !ls.awaitRegistered(ctx, p, body) {
+				s.log.Debug("live playlist answered before its newest segment's registration", "path", p)
+			}
+		}
 		s.manifests.keep(p, sl, cp)
 		if cp.kind == manifest.Live {
 			s.prefetch(p, body)

@@ -108,6 +108,7 @@ func (s *Server) metricsState() metrics.ProxyState {
 		UploadedBytes:            sw.UploadedBytes,
 		PeerPiecesVerified:       sw.GoodPieces,
 		PeerVerificationFailures: sw.BadPieces,
+		Streams:                  s.liveStates(),
 	}
 }
 

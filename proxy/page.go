@@ -10,13 +10,16 @@ import (
 )
 
 // web holds the player page: plain HTML, CSS and JavaScript, no build step
-// and nothing fetched from elsewhere.
+// and nothing fetched from elsewhere. hls.light.min.js is hls.js 1.7.4
+// (npm, Apache-2.0, hls.js-LICENSE.txt), as published, for HLS playlists
+// in browsers without HLS of their own (Chromium, Firefox).
 //
 //go:embed web
 var web embed.FS
 
-// pageCSP lets the page load only its own scripts, styles and media.
-const pageCSP = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+// pageCSP lets the page load only its own scripts, styles and media; a
+// playlist plays from a MediaSource, whose URL is a blob: one.
+const pageCSP = "default-src 'self'; img-src 'self' data:; media-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 
 // pageRoutes adds the player page at / with its assets under /ui/, and
 // the calls the page makes besides /stream and /v1/status: the origin's

@@ -9,16 +9,17 @@ import (
 	"github.com/p2sp/p2sp/internal/manifest"
 )
 
-// A live playlist names the segments its viewers ask for next. The proxy
-// that serves it joins those segments' swarms at once and fetches them
-// (peers first; the origin for what peers do not give in time, by the
-// file's scheduler's usual rules), so that a viewer's request is a cache
-// hit, and the proxies of one audience, reading the same playlist within
-// a second, supply each other.
+// A live playlist names the segments its viewers ask for next, and the
+// tracker tells the proxies following the stream of each new one (live.go).
+// The proxy joins those segments' swarms at once and fetches them, peers
+// first: the first proxy of the swarm takes a segment from the origin, the
+// others wait for it until the segment is due (plan.Reader.Due), so that a
+// viewer's request is a cache hit and the audience's proxies supply each
+// other.
 const (
 	// prefetchSegments is how many of a live playlist's newest segments
 	// are fetched ahead: a player starts about three from the edge.
-	prefetchSegments = 3
+	prefetchSegments = 1
 	// prefetchTimeout bounds one segment's prefetch.
 	prefetchTimeout = 15 * time.Second
 	// registerWait is how long a named segment may stay unknown to the
@@ -30,42 +31,51 @@ const (
 
 // prefetch starts fetching the newest segments of the live playlist p.
 func (s *Server) prefetch(p string, body []byte) {
+	ls := s.liveStreamOf(p)
 	for _, seg := range manifest.Next(p, body, prefetchSegments) {
-		seg, err := fileinfo.CleanPath(seg)
-		if err != nil {
-			continue
+		if seg, err := fileinfo.CleanPath(seg); err == nil {
+			s.startPrefetch(seg, ls)
 		}
-		s.mu.Lock()
-		busy := s.prefetching[seg]
-		s.prefetching[seg] = true
-		s.mu.Unlock()
-		if busy {
-			continue
-		}
-		s.wg.Go(func() {
-			defer func() {
-				s.mu.Lock()
-				delete(s.prefetching, seg)
-				s.mu.Unlock()
-			}()
-			s.prefetchFile(seg)
-		})
 	}
 }
 
-// prefetchFile brings segment p into the cache, unless it is there or a
-// player's request is streaming it from the origin already (its bytes are
-// staged, and enter the cache from there: fetching them again would double
-// the origin's cost).
-func (s *Server) prefetchFile(p string) {
-	if s.staging.has(p) {
+// startPrefetch fetches segment p in the background, unless that is under
+// way; ls, if not nil, is its stream.
+func (s *Server) startPrefetch(p string, ls *liveStream) {
+	s.mu.Lock()
+	busy := s.prefetching[p]
+	s.prefetching[p] = true
+	s.mu.Unlock()
+	if busy {
 		return
+	}
+	heard := time.Now()
+	s.wg.Go(func() {
+		defer func() {
+			s.mu.Lock()
+			delete(s.prefetching, p)
+			s.mu.Unlock()
+		}()
+		if s.prefetchFile(p, ls, heard) && ls != nil {
+			ls.edgeDelay.Store(int64(time.Since(heard)))
+		}
+	})
+}
+
+// prefetchFile brings segment p, heard of at heard, into the cache,
+// unless it is there or a player's request is streaming it from the
+// origin already (its bytes are staged, and enter the cache from there:
+// fetching them again would double the origin's cost). It reports whether
+// it brought the segment in.
+func (s *Server) prefetchFile(p string, ls *liveStream, heard time.Time) bool {
+	if s.staging.has(p) {
+		return false
 	}
 	if e, ok := s.cache.Lookup(p); ok {
 		complete := e.Complete()
 		e.Release()
 		if complete {
-			return
+			return false
 		}
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, prefetchTimeout)
@@ -73,32 +83,33 @@ func (s *Server) prefetchFile(p string) {
 	info, err := s.registered(ctx, p)
 	if err != nil || s.cacheBroken() || s.staging.has(p) {
 		s.log.Debug("segment not prefetched", "path", p, "err", err)
-		return
+		return false
 	}
 	entry, err := s.cache.Create(info)
 	if err != nil {
-		return
+		return false
 	}
 	defer entry.Release()
 	f, err := s.activate(info, entry)
 	if err != nil {
-		return
+		return false
 	}
-	// A reader that reads nothing: its head at 0 makes the scheduler fetch
-	// the segment, and no byte is counted as served.
-	r := f.newReader(ctx, 0, info.Size)
+	// A reader that reads nothing: it makes the scheduler fetch the
+	// segment by its due time, from the proxies of the swarm first, and
+	// no byte is counted as served.
+	r := f.readerDue(ctx, 0, info.Size, ls.due(p, heard))
 	defer r.Close()
 	for {
 		changed := entry.Changed()
 		if entry.Complete() {
-			return
+			return true
 		}
 		select {
 		case <-changed:
 		case <-entry.Removed():
-			return
+			return false
 		case <-ctx.Done():
-			return
+			return false
 		}
 	}
 }

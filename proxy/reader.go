@@ -28,8 +28,10 @@ type streamReader struct {
 	start  int64
 	since  time.Time
 	waited time.Duration
-	meter  paceMeter
-	peak   float64 // plan.Reader.Peak
+	// due, if set, is when a live segment must be held (plan.Reader.Due).
+	due   time.Time
+	meter paceMeter
+	peak  float64 // plan.Reader.Peak
 	// direct streams the rest from the origin once the cache has failed.
 	direct io.ReadCloser
 }
@@ -61,7 +63,13 @@ func (r *streamReader) readDirect(p []byte) (int, error) {
 var _ io.ReadCloser = (*streamReader)(nil)
 
 func (f *file) newReader(ctx context.Context, off, n int64) *streamReader {
-	r := &streamReader{f: f, ctx: ctx, off: off, end: off + n, head: -1, start: off, since: time.Now()}
+	return f.readerDue(ctx, off, n, time.Time{})
+}
+
+// readerDue is newReader for a range wanted whole by due, a live
+// segment's (zero: no deadline but the reader's pace).
+func (f *file) readerDue(ctx context.Context, off, n int64, due time.Time) *streamReader {
+	r := &streamReader{f: f, ctx: ctx, off: off, end: off + n, head: -1, start: off, since: time.Now(), due: due}
 	r.moveHead(int(off / f.info.PieceLength))
 	return r
 }
@@ -127,7 +135,7 @@ func (r *streamReader) moveHead(i int) {
 	if age := now.Sub(r.since); age >= paceProbe {
 		r.peak = max(r.peak, float64(r.off-r.start)/age.Seconds())
 	}
-	pr := plan.Reader{Pos: r.off, Start: r.start, Since: r.since, Pace: pace, Peak: r.peak, End: r.end}
+	pr := plan.Reader{Pos: r.off, Start: r.start, Since: r.since, Pace: pace, Peak: r.peak, End: r.end, Due: r.due}
 	r.f.mu.Lock()
 	r.f.readers[r] = pr
 	r.f.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"github.com/p2sp/p2sp/internal/fetch"
 	"github.com/p2sp/p2sp/internal/fileinfo"
 	"github.com/p2sp/p2sp/internal/httpapi"
+	"github.com/p2sp/p2sp/internal/manifest"
 	"github.com/p2sp/p2sp/internal/swarm"
 	"github.com/p2sp/p2sp/metrics"
 )
@@ -63,10 +65,11 @@ type Server struct {
 	bind sync.Mutex
 
 	mu          sync.Mutex
-	revalidated map[string]time.Time  // by path: the last check of a complete entry
-	files       map[string]*file      // by infohash
-	stats       map[string]*fileStats // by path, kept across versions
-	prefetching map[string]bool       // by path: segments being prefetched
+	revalidated map[string]time.Time   // by path: the last check of a complete entry
+	files       map[string]*file       // by infohash
+	stats       map[string]*fileStats  // by path, kept across versions
+	prefetching map[string]bool        // by path: segments being prefetched
+	live        map[string]*liveStream // by directory: live streams followed
 }
 
 // upstreamBackoff is how long an origin or tracker that failed is passed
@@ -98,6 +101,7 @@ func New(cfg Config) (*Server, error) {
 		stats:       map[string]*fileStats{},
 		manifests:   newManifests(),
 		prefetching: map[string]bool{},
+		live:        map[string]*liveStream{},
 	}
 	origins := make([]*fetch.Origin, len(cfg.origins))
 	for i, base := range cfg.origins {
@@ -228,20 +232,28 @@ func (s *Server) statsFor(path string) *fileStats {
 	return s.statsLocked(path)
 }
 
+// addBySource adds n to the counter of source.
+func addBySource(source string, n int64, cache, peer, origin *atomic.Int64) {
+	switch source {
+	case metrics.SourceCache:
+		cache.Add(n)
+	case metrics.SourcePeer:
+		peer.Add(n)
+	case metrics.SourceOrigin:
+		origin.Add(n)
+	}
+}
+
 // served counts bytes sent to a player.
 func (s *Server) served(st *fileStats, source string, n int64) {
 	if n <= 0 {
 		return
 	}
-	switch source {
-	case metrics.SourceCache:
-		st.cacheBytes.Add(n)
-	case metrics.SourcePeer:
-		st.peerBytes.Add(n)
-	case metrics.SourceOrigin:
-		st.originBytes.Add(n)
-	}
+	addBySource(source, n, &st.cacheBytes, &st.peerBytes, &st.originBytes)
 	s.metrics.BytesServed.WithLabelValues(source).Add(float64(n))
+	if ls := st.live.Load(); ls != nil {
+		ls.count(st, source, n)
+	}
 }
 
 // activate returns the open file for info bound to entry, joining its
@@ -298,16 +310,19 @@ func removed(e *cache.Entry) bool {
 // recently used first.
 const maxStatPaths = 1024
 
-func (s *Server) statsLocked(path string) *fileStats {
-	st, ok := s.stats[path]
+func (s *Server) statsLocked(p string) *fileStats {
+	st, ok := s.stats[p]
 	if !ok {
 		if len(s.stats) >= maxStatPaths {
 			s.pruneStatsLocked()
 		}
 		st = &fileStats{}
-		s.stats[path] = st
+		s.stats[p] = st
 	}
 	st.used = time.Now()
+	if !manifest.ByName(p) {
+		st.live.Store(s.live[path.Dir(p)])
+	}
 	return st
 }
 

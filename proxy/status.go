@@ -53,6 +53,8 @@ type status struct {
 	// use, or none yet.
 	OriginKeys      []string `json:"origin_keys"`
 	OriginKeySource string   `json:"origin_key_source"`
+	// Streams are the live streams the proxy follows.
+	Streams []liveStatus `json:"streams"`
 	// Origins and Trackers are the configured ones, in order, each with
 	// whether it is passed over after a failure.
 	Origins  []upstreamStatus `json:"origins"`
@@ -159,5 +161,6 @@ func (s *Server) status(pieces bool) status {
 	out.OriginKeys, out.OriginKeySource = s.tracker.trust.state()
 	out.Origins = upstreams(s.origin.Bases(), s.origin.Down())
 	out.Trackers = upstreams(s.tracker.bases, s.tracker.health.Down(time.Now()))
+	out.Streams = liveStatuses(s.liveStates())
 	return out
 }

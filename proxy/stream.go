@@ -50,7 +50,10 @@ func (s *Server) handleStream(c *gin.Context) error {
 	}
 	// A conditional request may need no body at all (304, 412): it asks
 	// the tracker first, so that it creates nothing unless it gets bytes.
-	if off, n, ok := coldSpan(c.Request); ok && c.Request.Method == http.MethodGet && !conditional(c.Request) {
+	// So does a segment of a live stream the tracker said is registered:
+	// its audience's proxies take it from the one that fetches it (see
+	// playerDue), not each from the origin.
+	if off, n, ok := coldSpan(c.Request); ok && c.Request.Method == http.MethodGet && !conditional(c.Request) && s.playerDue(p).IsZero() {
 		return s.serveCold(c, p, off, n)
 	}
 	return s.serveLookedUp(c, p)
@@ -120,8 +123,9 @@ func (s *Server) source(info *fileinfo.Info) (opener, func(), error) {
 		entry.Release()
 		return nil, nil, httpapi.Errorf(http.StatusInternalServerError, "%w", err)
 	}
+	due := s.playerDue(info.Path)
 	return func(ctx context.Context, off, n int64) (io.Reader, error) {
-		return f.newReader(ctx, off, n), nil
+		return f.readerDue(ctx, off, n, due), nil
 	}, entry.Release, nil
 }
 

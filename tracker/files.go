@@ -58,6 +58,9 @@ func (s *Server) register(ctx context.Context, fi *fileinfo.Info) (created bool,
 	if old == nil {
 		s.metrics.Torrents.Inc()
 	}
+	if old == nil || old.InfoHash != fi.InfoHash {
+		s.streams.publish(fi.Path)
+	}
 	s.log.Info("file registered", "path", fi.Path, "infohash", fi.InfoHash, "size", fi.Size,
 		"replaced", old != nil && old.InfoHash != fi.InfoHash)
 	return old == nil, nil

@@ -42,6 +42,7 @@ type Server struct {
 	reportLimits *httpapi.IPLimiter
 	authGuard    *httpapi.AuthGuard
 	reports      reportLog
+	streams      *streams
 
 	health  httpapi.Health
 	handler http.Handler
@@ -79,6 +80,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		limits:       httpapi.NewIPLimiter(announceRate, announceBurst, maxLimitedAddr),
 		reportLimits: httpapi.NewIPLimiter(reportRate, reportBurst, maxLimitedAddr),
 		authGuard:    httpapi.NewAuthGuard(),
+		streams:      newStreams(),
 		done:         make(chan struct{}),
 		tls:          tc,
 	}
@@ -125,6 +127,7 @@ func (s *Server) routes() http.Handler {
 	e.GET("/v1/files", auth, httpapi.Handle(s.listFiles))
 	e.GET("/v1/files/*path", httpapi.Handle(s.getFile))
 	e.GET("/v1/torrents/*path", httpapi.Handle(s.getTorrent))
+	e.GET("/v1/streams/*dir", httpapi.Handle(s.getStream))
 
 	e.GET("/announce", s.announce)
 	e.GET("/announce/:passkey", s.announce)

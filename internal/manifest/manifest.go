@@ -6,6 +6,7 @@ import (
 	"encoding/xml"
 	"mime"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -168,4 +169,24 @@ func Next(playlist string, body []byte, n int) []string {
 		out[i] = path.Join(path.Dir(playlist), u)
 	}
 	return out
+}
+
+// TargetDuration is an HLS media playlist's EXT-X-TARGETDURATION, the
+// longest segment's duration rounded (RFC 8216 4.3.3.1): how often a live
+// one gets a new segment. 0 when the body has none.
+func TargetDuration(body []byte) time.Duration {
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	sc.Buffer(make([]byte, 0, 4096), MaxSize)
+	for sc.Scan() {
+		v, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "#EXT-X-TARGETDURATION:")
+		if !ok {
+			continue
+		}
+		sec, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || sec <= 0 || sec > 3600 {
+			return 0
+		}
+		return time.Duration(sec) * time.Second
+	}
+	return 0
 }

@@ -126,3 +126,21 @@ func TestNext(t *testing.T) {
 		}
 	}
 }
+
+func TestTargetDuration(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		want time.Duration
+	}{
+		{"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\na.ts\n", 2 * time.Second},
+		{"#EXTM3U\n#EXT-X-TARGETDURATION: 6 \n", 6 * time.Second},
+		{"#EXTM3U\n#EXTINF:2.0,\na.ts\n", 0},
+		{"#EXTM3U\n#EXT-X-TARGETDURATION:-1\n", 0},
+		{"#EXTM3U\n#EXT-X-TARGETDURATION:99999999\n", 0},
+		{"#EXTM3U\n#EXT-X-TARGETDURATION:two\n", 0},
+	} {
+		if got := TargetDuration([]byte(tc.body)); got != tc.want {
+			t.Errorf("TargetDuration(%q) = %v, want %v", tc.body, got, tc.want)
+		}
+	}
+}

@@ -46,6 +46,15 @@
 //     never takes a piece peers are sending. When connected peers deliver
 //     nothing for PeerStall, the piece the reader waits on goes to the
 //     origin.
+//   - A reader with a Due (a live segment, prefetched before any player
+//     asks or read by a player) in a swarm where the tracker counted other
+//     proxies, or has not answered yet, keeps the origin from the whole
+//     file until Due, whoever reads it: the proxies of one audience join
+//     a new segment's swarm together, the first to announce (alone in the
+//     swarm) fetches from the origin at once every piece of it no
+//     connected peer has, whatever its rank, and the others, and
+//     their players' requests, take it from that one. At Due, every piece
+//     it still lacks goes to the origin.
 //   - A piece the origin fetches is wanted from no peer, and an origin run
 //     stops at the first piece the swarm completed or nobody wants, so no
 //     piece crosses the wire twice.

@@ -88,6 +88,21 @@ type Reader struct {
 	// End is the byte its response ends before (0: the file's end): no
 	// piece past it is asked for this reader.
 	End int64
+	// Due, if set, says its range is wanted whole by then: a live
+	// segment, prefetched or read by a player (see the package doc for
+	// what it holds back). Such a reader has no playhead rule of its own.
+	Due time.Time
+}
+
+// holds says whether the reader r with a Due keeps the origin from the file now:
+// its Due is ahead, a piece of its range is missing, and the tracker
+// counted other proxies in the swarm, or has not answered yet (Swarm is
+// not 1). Alone, it is the swarm's supply and takes the origin at once.
+func (r *Reader) holds(st *State) bool {
+	if r.Due.IsZero() || !st.Now.Before(r.Due) || st.Swarm == 1 {
+		return false
+	}
+	return slices.Contains(st.Have[int(min(r.Pos, st.Size-1)/st.PieceLength):r.last(st)], false)
 }
 
 // last is the piece after the reader's response's last one.
@@ -186,8 +201,13 @@ func Plan(c *Config, st *State, d *Decision) {
 	d.budget(c, st)
 	d.prioritise(c, st)
 	urgentBusy, active := d.cut(st)
-	d.ownership(c, st)
-	if st.Now.Before(st.RetryAt) {
+	// A held live segment is the swarm's to supply until Due: no piece of
+	// it is withheld from peers for the origin.
+	hold := slices.ContainsFunc(st.Readers, func(r Reader) bool { return r.holds(st) })
+	if !hold {
+		d.ownership(c, st)
+	}
+	if st.Now.Before(st.RetryAt) || hold {
 		d.finish(n)
 		return
 	}
@@ -368,7 +388,19 @@ func (d *Decision) urgentCandidates(c *Config, st *State) {
 		}
 		h := int(r.Pos / st.PieceLength)
 		from := h
-		if int(r.Start/st.PieceLength) == h {
+		switch {
+		case !r.Due.IsZero():
+			// A live segment has no playhead. Past Due, all it lacks is
+			// late; before, the first proxy of its swarm (alone when it
+			// announced) is its supply: it takes from the origin at once
+			// what no connected peer has, whatever its rank.
+			late, first := !st.Now.Before(r.Due), st.Swarm == 1
+			for i := h; i < r.last(st) && (late || first); i++ {
+				if missing(i) && (late || st.Avail[i] == 0) {
+					d.addUrgent(i, r.Pos, 0)
+				}
+			}
+		case int(r.Start/st.PieceLength) == h:
 			// A new playhead: the first bytes never wait on the swarm.
 			from = h + 1
 			if missing(h) && (st.Avail[h] == 0 && !st.Connecting || st.Now.Sub(r.Since) >= c.FirstGrace) {

@@ -42,6 +42,9 @@ func player(pos int64) Reader {
 	return Reader{Pos: pos, Since: t0.Add(-time.Minute), Pace: 100}
 }
 
+// prefetch wants pieces 0-2 by due.
+func prefetch(due time.Time) Reader { return Reader{Pos: 0, End: 300, Since: t0, Due: due} }
+
 func TestPlan(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -423,6 +426,47 @@ func TestPlan(t *testing.T) {
 			st.Readers = []Reader{{Pos: 550, Since: t0.Add(-5 * time.Second)}}
 		},
 		prio: map[int]Priority{7: Readahead, 8: None, 12: None, 19: None},
+	}, {
+		name: "a prefetch alone in the swarm is its supply: the origin serves it at once",
+		setup: func(st *State) {
+			st.Peers, st.Swarm, st.Avail = 0, 1, make([]int, 20)
+			st.Have[0] = false
+			st.Readers = []Reader{prefetch(t0.Add(2 * time.Second))}
+		},
+		start: []Start{{First: 0, End: 3, Offset: 0, Urgent: true}},
+	}, {
+		name: "a prefetch first in the swarm, its peers connected since, fetches what none of them has, whatever its rank",
+		setup: func(st *State) {
+			st.Swarm, st.Avail[0], st.Avail[2] = 1, 0, 0
+			st.Have[0] = false
+			st.Readers = []Reader{prefetch(t0.Add(2 * time.Second))}
+		},
+		start: []Start{{First: 0, End: 1, Offset: 0, Urgent: true}, {First: 2, End: 3, Offset: 200, Urgent: true}},
+		prio:  map[int]Priority{1: Readahead},
+	}, {
+		name: "a prefetch among other proxies waits for them until Due, and so does a player of the same file",
+		setup: func(st *State) {
+			st.Swarm, st.Avail[0], st.Avail[1], st.Avail[2] = 3, 0, 0, 0
+			st.Have[0] = false
+			st.Readers = []Reader{prefetch(t0.Add(2 * time.Second)), {Pos: 0, Since: t0.Add(-time.Second)}}
+		},
+		prio: map[int]Priority{0: Now, 1: Readahead, 2: Readahead},
+	}, {
+		name: "a prefetch before the tracker answered waits too",
+		setup: func(st *State) {
+			st.Peers, st.Avail = 0, make([]int, 20)
+			st.Have[0] = false
+			st.Readers = []Reader{prefetch(t0.Add(2 * time.Second))}
+		},
+		prio: map[int]Priority{0: Now, 1: Readahead, 2: Readahead},
+	}, {
+		name: "at Due the origin takes what the prefetch still lacks",
+		setup: func(st *State) {
+			st.Swarm, st.Avail[0], st.Avail[1], st.Avail[2] = 3, 0, 0, 0
+			st.Have[0] = false
+			st.Readers = []Reader{prefetch(t0)}
+		},
+		start: []Start{{First: 0, End: 3, Offset: 0, Urgent: true}},
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,6 +5,9 @@
 
 const PAGE = 20;
 const AUDIO = /\.(mp3|m4a|aac|ogg|oga|opus|flac|wav)$/i;
+// An HLS playlist plays through hls.js (Media Source Extensions), loaded
+// on first use, or the browser's own HLS where there is no MSE.
+const HLS = /\.m3u8$/i;
 const $ = (id) => document.getElementById(id);
 
 const state = {
@@ -13,6 +16,7 @@ const state = {
   favorites: [], recent: [],
   current: null,   // path playing
   poll: null,
+  hls: null,       // the hls.js player of the current playlist
 };
 
 function el(tag, props, ...children) {
@@ -255,9 +259,55 @@ async function recordPlay(path) {
 
 // --- player ---
 
+// loadHls loads the vendored hls.js once.
+function loadHls() {
+  if (!state.hlsLoaded) {
+    state.hlsLoaded = new Promise((resolve, reject) => {
+      const s = el("script", { src: "/ui/hls.light.min.js" });
+      s.onload = () => resolve(window.Hls);
+      s.onerror = () => reject(new Error("cannot load hls.js"));
+      document.head.append(s);
+    });
+  }
+  return state.hlsLoaded;
+}
+
+// attach points media at the stream of path: a file directly, a playlist
+// through hls.js where the browser has Media Source Extensions.
+async function attach(media, path) {
+  const url = "/stream/" + escapePath(path);
+  if (!HLS.test(path) || !window.MediaSource) {
+    media.src = url;
+    return;
+  }
+  let Hls;
+  try {
+    Hls = await loadHls();
+  } catch (e) {
+    showProblem(e.message);
+    return;
+  }
+  if (!Hls || !Hls.isSupported() || state.current !== path) {
+    if (state.current === path) media.src = url;
+    return;
+  }
+  // No worker: the page's policy allows scripts of its own origin only.
+  const hls = new Hls({ enableWorker: false });
+  hls.on(Hls.Events.ERROR, (_, d) => {
+    if (d.fatal) showProblem(`The player could not play ${path}: ${d.details}.`);
+  });
+  hls.loadSource(url);
+  hls.attachMedia(media);
+  state.hls = hls;
+}
+
 function playPath(path) {
   const tag = AUDIO.test(path) ? "audio" : "video";
-  const media = el(tag, { controls: true, autoplay: true, preload: "auto", src: "/stream/" + escapePath(path) });
+  if (state.hls) {
+    state.hls.destroy();
+    state.hls = null;
+  }
+  const media = el(tag, { controls: true, autoplay: true, preload: "auto" });
   media.id = "media";
   media.setAttribute("aria-label", "Player: " + path);
   let recorded = false;
@@ -278,7 +328,7 @@ function playPath(path) {
   clearInterval(state.poll);
   state.poll = setInterval(pollStatus, 1000);
   pollStatus();
-  media.play().catch(() => { /* autoplay refused: the controls are there */ });
+  attach(media, path).then(() => media.play()).catch(() => { /* autoplay refused: the controls are there */ });
 }
 
 function showProblem(text) {
