@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/p2sp/p2sp/internal/httpclient"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/p2sp/p2sp/internal/httpapi"
@@ -208,7 +209,18 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 func (c *Cluster) IssuePasskey(ctx context.Context, name string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	return tracker.IssuePasskey(ctx, http.DefaultClient, c.Tracker.URL, c.Token, name)
+	client := http.DefaultClient
+	if c.tls != nil {
+		// The tracker speaks HTTPS with the cluster's certificate.
+		tc, err := httpclient.TLSConfig(c.tls.CAFile)
+		if err != nil {
+			return "", fmt.Errorf("issue passkey %s: %w", name, err)
+		}
+		tr := httpclient.NewTransport(tc)
+		defer tr.CloseIdleConnections()
+		client = &http.Client{Transport: tr}
+	}
+	return tracker.IssuePasskey(ctx, client, c.Tracker.URL, c.Token, name)
 }
 
 // AddProxy starts one more proxy with its own cache directory and its own
