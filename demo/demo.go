@@ -236,7 +236,7 @@ func (c *Cluster) AddProxy(ctx context.Context, cacheSize int64, log *slog.Logge
 	tlsFiles := c.tlsFiles()
 	s := &Service{Name: name, Passkey: passkey, https: c.tls != nil, start: func(ctx context.Context, s *Service, ln net.Listener) (func() error, error) {
 		p, err := proxy.New(proxy.Config{
-			TrackerURL: c.Tracker.URL, OriginURL: c.Origin.URL, OriginKeys: []ed25519.PublicKey{c.OriginKey},
+			Trackers: []string{c.Tracker.URL}, Origins: []string{c.Origin.URL}, OriginKeys: []ed25519.PublicKey{c.OriginKey},
 			CacheDir: cacheDir, CacheSize: cacheSize, Passkey: passkey,
 			BTListen: btAddr, User: c.User, UserToken: c.UserToken, Registry: s.Registry, Logger: log,
 			TLSCert: tlsFiles.CertFile, TLSKey: tlsFiles.KeyFile, CAFile: tlsFiles.CAFile,

@@ -116,7 +116,7 @@ func TestAnnounceBlackHoledTracker(t *testing.T) {
 	// Restarted on its cache against a tracker that never answers, the
 	// proxy seeds its files and announces them all at once.
 	bh := newBlackHole(t)
-	p = startTestProxy(t, c, proxy.Config{CacheDir: dir, TrackerURL: "http://" + bh.ln.Addr().String()})
+	p = startTestProxy(t, c, proxy.Config{CacheDir: dir, Trackers: []string{"http://" + bh.ln.Addr().String()}})
 	t0 := time.Now()
 	for bh.requests("/announce", "event=started") < files {
 		if time.Since(t0) > 3*time.Second {

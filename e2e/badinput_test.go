@@ -54,7 +54,7 @@ func newBadInputRig(t *testing.T) *badInputRig {
 		t.Fatal(err)
 	}
 	r.origin = newRecorder(t, c.Origin.URL)
-	r.proxy = startTestProxy(t, c, proxy.Config{OriginURL: r.origin.URL, User: c.User, UserToken: c.UserToken})
+	r.proxy = startTestProxy(t, c, proxy.Config{Origins: []string{r.origin.URL}, User: c.User, UserToken: c.UserToken})
 	return r
 }
 

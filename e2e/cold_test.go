@@ -66,7 +66,7 @@ func TestColdRequestDoesNotWaitForTracker(t *testing.T) {
 		}
 	}
 	t.Cleanup(release)
-	p := startTestProxy(t, c, proxy.Config{TrackerURL: relay.URL}).URL
+	p := startTestProxy(t, c, proxy.Config{Trackers: []string{relay.URL}}).URL
 
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()

@@ -498,7 +498,7 @@ func TestMisbehavingOrigin(t *testing.T) {
 			data := writeMedia(t, c, path, size)
 			waitInfo(t, c, path, "")
 			inj := newFaultyOrigin(t, c.Origin.URL, tc.fault, tc.cut, tc.after)
-			tp := startTestProxy(t, c, proxy.Config{OriginURL: inj.URL, StallTimeout: stall})
+			tp := startTestProxy(t, c, proxy.Config{Origins: []string{inj.URL}, StallTimeout: stall})
 			for _, rq := range []struct {
 				rng        string
 				start, end int
@@ -685,7 +685,7 @@ func TestStalledOriginRecovers(t *testing.T) {
 	waitInfo(t, c, "stall/a.bin", "")
 	waitInfo(t, c, "stall/b.bin", "")
 	o := newStallingOrigin(t, c.Origin.URL)
-	tp := startTestProxy(t, c, proxy.Config{OriginURL: o.URL, StallTimeout: stall})
+	tp := startTestProxy(t, c, proxy.Config{Origins: []string{o.URL}, StallTimeout: stall})
 	u := tp.URL + "/stream/" + fileinfo.EscapePath("stall/a.bin")
 
 	// The origin stalls under a waiting player, then returns.

@@ -104,7 +104,7 @@ func TestForgedFileInfo(t *testing.T) {
 			seederSent := fileStatusAt(t, seeder.URL, path).UploadedBytes
 			cacheDir := t.TempDir()
 			victim := startTestProxy(t, c, proxy.Config{
-				TrackerURL: forgingRelay(t, c.Tracker.URL, path, tc.forged), OriginKeys: tc.keys, CacheDir: cacheDir,
+				Trackers: []string{forgingRelay(t, c.Tracker.URL, path, tc.forged)}, OriginKeys: tc.keys, CacheDir: cacheDir,
 			})
 			for range 2 { // the second time, nothing of the attacker's was kept either
 				if got := mustGet(t, victim.URL+"/stream/"+fileinfo.EscapePath(path), "", http.StatusOK); !bytes.Equal(got, real) {
@@ -143,7 +143,7 @@ func TestForgedFileInfo(t *testing.T) {
 
 	// The same relay passes genuine info on: a path it does not forge
 	// plays from the origin's signed info, with nothing refused.
-	victim := startTestProxy(t, c, proxy.Config{TrackerURL: forgingRelay(t, c.Tracker.URL, path, fakeInfo)})
+	victim := startTestProxy(t, c, proxy.Config{Trackers: []string{forgingRelay(t, c.Tracker.URL, path, fakeInfo)}})
 	mustGet(t, victim.URL+"/stream/"+fileinfo.EscapePath(other), "", http.StatusOK)
 	waitComplete(t, &demo.Service{URL: victim.URL}, other)
 	if f := fileStatusAt(t, victim.URL, other); f.RefusedInfo != "" || !f.Complete {

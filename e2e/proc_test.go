@@ -178,11 +178,11 @@ type testProxy struct {
 // on loopback and the test's log.
 func startTestProxy(t *testing.T, c *demo.Cluster, cfg proxy.Config) *testProxy {
 	t.Helper()
-	if cfg.TrackerURL == "" {
-		cfg.TrackerURL = c.Tracker.URL
+	if len(cfg.Trackers) == 0 {
+		cfg.Trackers = []string{c.Tracker.URL}
 	}
-	if cfg.OriginURL == "" {
-		cfg.OriginURL = c.Origin.URL
+	if len(cfg.Origins) == 0 {
+		cfg.Origins = []string{c.Origin.URL}
 	}
 	if cfg.OriginKeys == nil {
 		cfg.OriginKeys = []ed25519.PublicKey{c.OriginKey}

@@ -17,7 +17,7 @@ import (
 func newTestServer(t *testing.T) *Server {
 	t.Helper()
 	s, err := New(Config{
-		TrackerURL: "http://127.0.0.1:1", OriginURL: "http://127.0.0.1:1",
+		Trackers: []string{"http://127.0.0.1:1"}, Origins: []string{"http://127.0.0.1:1"},
 		CacheDir: t.TempDir(), BTListen: "127.0.0.1:0",
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

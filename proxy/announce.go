@@ -55,8 +55,8 @@ type announced struct {
 func (s *Server) announceLoop() {
 	tick := time.NewTicker(announceTick)
 	defer tick.Stop()
-	urls := make([]string, len(s.cfg.trackers))
-	for i, base := range s.cfg.trackers {
+	urls := make([]string, len(s.cfg.Trackers))
+	for i, base := range s.cfg.Trackers {
 		urls[i] = fileinfo.AnnounceURL(base, s.cfg.Passkey)
 	}
 	sem := make(chan struct{}, announceParallel)

@@ -68,7 +68,7 @@ func TestStrangersAnswersBounded(t *testing.T) {
 		return err
 	}
 	catalog := func(t *testing.T, url string) error {
-		s, err := New(Config{TrackerURL: url, OriginURL: url, CacheDir: t.TempDir(), BTListen: "127.0.0.1:0", Logger: log})
+		s, err := New(Config{Trackers: []string{url}, Origins: []string{url}, CacheDir: t.TempDir(), BTListen: "127.0.0.1:0", Logger: log})
 		if err != nil {
 			t.Fatal(err)
 		}

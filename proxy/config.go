@@ -22,13 +22,13 @@ import (
 type Config struct {
 	// Listen is the players' HTTP address; loopback unless told otherwise.
 	Listen string
-	// TrackerURL and OriginURL are base URLs ("http://host:port"), or
-	// comma-separated lists of them. The proxy fetches media only from the
-	// origins, spread over those that answer (a body goes on from another
-	// when its origin fails); it announces to every tracker and asks them
-	// for file info in turn, the first that answers.
-	TrackerURL string
-	OriginURL  string
+	// Trackers and Origins are base URLs ("http://host:port"), at least one
+	// each. The proxy fetches media only from the origins, spread over those
+	// that answer (a body goes on from another when its origin fails); it
+	// announces to every tracker and asks them for file info in turn, the
+	// first that answers.
+	Trackers []string
+	Origins  []string
 	// OriginKeys are the Ed25519 keys of the origins whose signed file info
 	// the proxy accepts. None means each configured origin's own, fetched
 	// from it once and pinned in CacheDir (trust on first use).
@@ -85,9 +85,6 @@ type Config struct {
 	HTTPClient *http.Client
 	// Logger is the proxy's log; nil uses slog.Default().
 	Logger *slog.Logger
-
-	// trackers and origins are TrackerURL and OriginURL as lists.
-	trackers, origins []string
 }
 
 // withDefaults fills unset fields and checks the rest.
@@ -122,10 +119,10 @@ func (c Config) withDefaults() (_ Config, err error) {
 	if c.OriginCopies < 0 {
 		return c, fmt.Errorf("proxy: origin copies %v is negative", c.OriginCopies)
 	}
-	if c.trackers, err = baseURLs("tracker", c.TrackerURL); err != nil {
+	if c.Trackers, err = baseURLs("tracker", c.Trackers); err != nil {
 		return c, err
 	}
-	if c.origins, err = baseURLs("origin", c.OriginURL); err != nil {
+	if c.Origins, err = baseURLs("origin", c.Origins); err != nil {
 		return c, err
 	}
 	if (c.User == "") != (c.UserToken == "") {
@@ -154,11 +151,14 @@ func (c Config) withDefaults() (_ Config, err error) {
 	return c, nil
 }
 
-// baseURLs splits a comma-separated list of http(s) base URLs, at least
-// one, each once.
-func baseURLs(name, list string) ([]string, error) {
+// baseURLs checks a list of http(s) base URLs, at least one, each once,
+// and returns it without trailing slashes.
+func baseURLs(name string, list []string) ([]string, error) {
+	if len(list) == 0 {
+		return nil, fmt.Errorf("proxy: no %s URL", name)
+	}
 	var out []string
-	for _, u := range strings.Split(list, ",") {
+	for _, u := range list {
 		u = strings.TrimRight(strings.TrimSpace(u), "/")
 		pu, err := url.Parse(u)
 		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {

@@ -32,17 +32,17 @@ func TestParseSize(t *testing.T) {
 
 func TestBaseURLs(t *testing.T) {
 	for _, tc := range []struct {
-		in   string
+		in   []string
 		want []string // nil: an error
 	}{
-		{"http://a:1", []string{"http://a:1"}},
-		{"http://a:1/", []string{"http://a:1"}},
-		{"http://a:1, https://b:2/ ,http://c", []string{"http://a:1", "https://b:2", "http://c"}},
-		{"", nil},
-		{"http://a:1,", nil},
-		{"http://a:1,ftp://b", nil},
-		{"http://a:1,http://a:1/", nil},
-		{"a:1", nil},
+		{[]string{"http://a:1"}, []string{"http://a:1"}},
+		{[]string{"http://a:1/"}, []string{"http://a:1"}},
+		{[]string{"http://a:1", " https://b:2/ ", "http://c"}, []string{"http://a:1", "https://b:2", "http://c"}},
+		{nil, nil},
+		{[]string{"http://a:1", ""}, nil},
+		{[]string{"http://a:1", "ftp://b"}, nil},
+		{[]string{"http://a:1", "http://a:1/"}, nil},
+		{[]string{"a:1"}, nil},
 	} {
 		got, err := baseURLs("origin", tc.in)
 		if (err == nil) != (tc.want != nil) || !slices.Equal(got, tc.want) {

@@ -12,7 +12,7 @@ import (
 // policy that keeps them to this proxy; without a user the lists are off.
 func TestPageAssets(t *testing.T) {
 	s, err := New(Config{
-		TrackerURL: "http://127.0.0.1:1", OriginURL: "http://127.0.0.1:1",
+		Trackers: []string{"http://127.0.0.1:1"}, Origins: []string{"http://127.0.0.1:1"},
 		CacheDir: t.TempDir(), BTListen: "127.0.0.1:0",
 	})
 	if err != nil {
@@ -60,7 +60,7 @@ func TestPageAssets(t *testing.T) {
 
 func TestUserNeedsToken(t *testing.T) {
 	for _, cfg := range []Config{{User: "alice"}, {UserToken: "x"}} {
-		cfg.TrackerURL, cfg.OriginURL, cfg.CacheDir = "http://127.0.0.1:1", "http://127.0.0.1:1", t.TempDir()
+		cfg.Trackers, cfg.Origins, cfg.CacheDir = []string{"http://127.0.0.1:1"}, []string{"http://127.0.0.1:1"}, t.TempDir()
 		if _, err := cfg.withDefaults(); err == nil {
 			t.Errorf("%+v: no error", cfg)
 		}

@@ -91,7 +91,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		tls: tc,
 		cfg: cfg, log: cfg.Logger.With("component", "proxy"),
-		tracker: &trackerClient{bases: cfg.trackers, health: failover.New(len(cfg.trackers), false, upstreamBackoff), passkey: cfg.Passkey, client: cfg.HTTPClient},
+		tracker: &trackerClient{bases: cfg.Trackers, health: failover.New(len(cfg.Trackers), false, upstreamBackoff), passkey: cfg.Passkey, client: cfg.HTTPClient},
 		metrics: metrics.NewProxy(cfg.Registry),
 		ctx:     ctx, cancel: cancel,
 		files:       map[string]*file{},
@@ -103,8 +103,8 @@ func New(cfg Config) (*Server, error) {
 		prefetching: map[string]bool{},
 		live:        map[string]*liveStream{},
 	}
-	origins := make([]*fetch.Origin, len(cfg.origins))
-	for i, base := range cfg.origins {
+	origins := make([]*fetch.Origin, len(cfg.Origins))
+	for i, base := range cfg.Origins {
 		// An origin silent mid-body for a third of the stall timeout is
 		// given up on and asked again (another one, if there are
 		// others), before the waiting player's own stall timeout.
@@ -118,8 +118,8 @@ func New(cfg Config) (*Server, error) {
 		s.metrics.OriginFailovers.WithLabelValues(at).Inc()
 	}})
 	s.reports = &reporter{
-		targets: slices.Concat(cfg.trackers, cfg.origins), client: cfg.HTTPClient,
-		origins: cfg.origins, user: cfg.User, token: cfg.UserToken,
+		targets: slices.Concat(cfg.Trackers, cfg.Origins), client: cfg.HTTPClient,
+		origins: cfg.Origins, user: cfg.User, token: cfg.UserToken,
 		log: s.log, wg: &s.wg, ctx: ctx, last: map[[2]string]time.Time{},
 	}
 	s.cache, err = cache.Open(ctx, cache.Config{
@@ -132,7 +132,7 @@ func New(cfg Config) (*Server, error) {
 		cancel()
 		return nil, fmt.Errorf("open cache: %w", err)
 	}
-	if s.tracker.trust, err = newTrust(cfg.OriginKeys, cfg.origins, cfg.CacheDir, cfg.HTTPClient, s.log); err != nil {
+	if s.tracker.trust, err = newTrust(cfg.OriginKeys, cfg.Origins, cfg.CacheDir, cfg.HTTPClient, s.log); err != nil {
 		cancel()
 		s.cache.Close()
 		return nil, err
@@ -181,7 +181,7 @@ func (s *Server) warmUp() {
 	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, base := range slices.Concat(s.cfg.origins, s.cfg.trackers) {
+	for _, base := range slices.Concat(s.cfg.Origins, s.cfg.Trackers) {
 		wg.Go(func() {
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
 			if err != nil {

@@ -100,9 +100,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		var cfg proxy.Config
 		var size string
 		fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8090", "players' HTTP listen address (loopback by default)")
-		var trackers, origins, keys []string
-		listVar(fs, &trackers, "tracker", "tracker base URL (required); several: comma-separated or repeated, each announced to, asked for file info in turn")
-		listVar(fs, &origins, "origin", "origin base URL, the only ones media is fetched from (required); several: comma-separated or repeated, fetches spread over those that answer")
+		var keys []string
+		listVar(fs, &cfg.Trackers, "tracker", "tracker base URL (required); several: comma-separated or repeated, each announced to, asked for file info in turn")
+		listVar(fs, &cfg.Origins, "origin", "origin base URL, the only ones media is fetched from (required); several: comma-separated or repeated, fetches spread over those that answer")
 		listVar(fs, &keys, "origin-key", "public key (base64 or hex, from the origin's /v1/key) of an origin whose signed file info is trusted; several: comma-separated or repeated (default: each --origin's own, fetched once and pinned in the cache dir)")
 		fs.StringVar(&cfg.CacheDir, "cache-dir", "", "cache directory (required)")
 		fs.StringVar(&size, "cache-size", "1GiB", "cache size, e.g. 500MB, 1GiB")
@@ -120,7 +120,6 @@ func run(args []string, stdout, stderr io.Writer) error {
 			if cfg.CacheSize, err = proxy.ParseSize(size); err != nil {
 				return fmt.Errorf("--cache-size: %w", err)
 			}
-			cfg.TrackerURL, cfg.OriginURL = strings.Join(trackers, ","), strings.Join(origins, ",")
 			for _, v := range keys {
 				k, err := fileinfo.ParseKey(v)
 				if err != nil {
