@@ -112,7 +112,7 @@ waitfor 60 grep -q 'proxy1 .*/v1/status' "$tmp/demo.out" || { cat "$tmp/demo.err
 status_url=$(awk '$1 == "proxy1" { print $2 }' "$tmp/demo.out")
 proxy_url="${status_url%/v1/status}"
 tracker_url=$(awk '$1 == "tracker" { print $2 }' "$tmp/demo.out")
-tracker_url="${tracker_url%/v1/files}"
+tracker_url="${tracker_url%/v1/files/*}"
 
 nginx_file="http://127.0.0.1:$nport/bench.bin"
 proxy_file="$proxy_url/stream/bench.bin"
