@@ -54,7 +54,7 @@ func TestFullDiskStreamsFromOrigin(t *testing.T) {
 func TestUnknownFileLargerThanCache(t *testing.T) {
 	const size, capacity = 3 << 20, 1 << 20
 	c := start(t, demo.Config{Proxies: 1, CacheSize: capacity, ScanInterval: time.Hour})
-	time.Sleep(200 * time.Millisecond)
+	waitFirstScan(t, c)
 	data := writeMedia(t, c, "unknown/large.bin", size)
 	if got := mustGet(t, streamURL(c.Proxies[0], "unknown/large.bin"), "", http.StatusOK); !bytes.Equal(got, data) {
 		t.Fatal("bytes differ")

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 
 	"github.com/p2sp/p2sp/demo"
 	"github.com/p2sp/p2sp/internal/fileinfo"
+	"github.com/p2sp/p2sp/origin"
 )
 
 // start runs a cluster for the test and stops it at the end.
@@ -85,6 +87,28 @@ func putFile(t *testing.T, dir, name string, data []byte) {
 func waitInfo(t *testing.T, c *demo.Cluster, path, sum string) *fileinfo.Info {
 	t.Helper()
 	return waitInfoAt(t, c.Tracker.URL, c.Token, path, sum)
+}
+
+// waitFirstScan waits for the origin's first scan of the media directory
+// to have listed it (the catalog names the demo's sample), so that a file
+// written after it is the origin's to hash only when it is reported or at
+// the next scan.
+func waitFirstScan(t *testing.T, c *demo.Cluster) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var entries []origin.CatalogEntry
+		resp, err := http.Get(c.Origin.URL + "/v1/catalog")
+		if err == nil {
+			err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&entries)
+			resp.Body.Close()
+		}
+		if err == nil && slices.ContainsFunc(entries, func(e origin.CatalogEntry) bool { return e.Path == demo.SampleName }) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the origin's catalog never listed %s: %v", demo.SampleName, err)
+		}
+	}
 }
 
 // waitInfoAt is waitInfo on the tracker at trackerURL, as the operator

@@ -132,7 +132,7 @@ func TestNewFileReportedThenPeerToPeer(t *testing.T) {
 	// A scan interval longer than the test: only the proxy's report makes
 	// the origin hash the new file.
 	c := start(t, demo.Config{Proxies: 2, ScanInterval: time.Hour, RateLimit: 8_000_000})
-	time.Sleep(200 * time.Millisecond)
+	waitFirstScan(t, c)
 	data := writeMedia(t, c, "new/arrival.bin", 4<<20)
 	if got := mustGet(t, streamURL(c.Proxies[0], "new/arrival.bin"), "", http.StatusOK); !bytes.Equal(got, data) {
 		t.Fatal("first stream: bytes differ")
@@ -156,7 +156,7 @@ func TestNewFileReportedThenPeerToPeer(t *testing.T) {
 // it, the proxy serves the new bytes.
 func TestChangedFileNeverMixes(t *testing.T) {
 	c := start(t, demo.Config{Proxies: 1, ScanInterval: time.Hour})
-	time.Sleep(200 * time.Millisecond)
+	waitFirstScan(t, c)
 	old := writeMedia(t, c, "v.bin", 2<<20)
 	// The first request is unknown to the tracker: it reports, the origin
 	// hashes and registers the old version.
