@@ -28,11 +28,11 @@ import (
 const interopSize = 8<<20 + 4321
 
 // userTorrent is the .torrent of name as a user of a standard client gets
-// it: with a passkey the operator issued, in ?passkey=, so that its
-// announce URL carries it.
-func userTorrent(t *testing.T, c *demo.Cluster, name string) []byte {
+// it: with a passkey the operator issued to user, in ?passkey=, so that
+// its announce URL carries it.
+func userTorrent(t *testing.T, c *demo.Cluster, name, user string) []byte {
 	t.Helper()
-	pk, err := c.IssuePasskey(t.Context(), "aria2c-user")
+	pk, err := c.IssuePasskey(t.Context(), user)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestInteropAria2Leeches(t *testing.T) {
 		waitComplete(t, p, name)
 	}
 	torrent := filepath.Join(t.TempDir(), "leech.torrent")
-	if err := os.WriteFile(torrent, userTorrent(t, c, name), 0o644); err != nil {
+	if err := os.WriteFile(torrent, userTorrent(t, c, name, "aria2c-user"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	want := sha256.Sum256(data)
@@ -147,7 +147,7 @@ func TestInteropProxyLeechesFromAria2(t *testing.T) {
 	waitInfo(t, c, name, "")
 	dir := t.TempDir()
 	torrent := filepath.Join(dir, "seed.torrent")
-	if err := os.WriteFile(torrent, userTorrent(t, c, name), 0o644); err != nil {
+	if err := os.WriteFile(torrent, userTorrent(t, c, name, "aria2c-user"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	// aria2c checks the complete file against the .torrent, then seeds it.
@@ -263,14 +263,23 @@ func waitPeer(t *testing.T, c *demo.Cluster, path string, port int) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		for _, p := range waitInfo(t, c, path, "").Peers {
-			if p.Port == port {
-				return
-			}
+		if listed(t, c, path, port) {
+			return
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("aria2c (port %d) never announced %s to the tracker", port, path)
+	t.Fatalf("the client on port %d never announced %s to the tracker", port, path)
+}
+
+// listed reports whether the tracker lists a peer on port for path now.
+func listed(t *testing.T, c *demo.Cluster, path string, port int) bool {
+	t.Helper()
+	for _, p := range waitInfo(t, c, path, "").Peers {
+		if p.Port == port {
+			return true
+		}
+	}
+	return false
 }
 
 // uploaded sums the bytes the proxies sent to peers for path.
