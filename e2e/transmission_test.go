@@ -25,7 +25,8 @@ import (
 // Transmission 3.00 never dials a loopback address a tracker names (it
 // counts 127/8 as "martian"), but it accepts connections from loopback:
 // here the proxies, which learn of it from the tracker, dial it, whether
-// it leeches or seeds.
+// it leeches or seeds. Its transfer over a new connection began about 10 s
+// after it was listed (its rechoke period), so each run takes 14-15 s.
 
 // TestInteropTransmissionLeeches: transmission-cli, given only the
 // tracker's .torrent, downloads a file byte for byte. With a passkey in
