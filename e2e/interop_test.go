@@ -28,11 +28,11 @@ import (
 const interopSize = 8<<20 + 4321
 
 // userTorrent is the .torrent of name as a user of a standard client gets
-// it: with a passkey the operator issued, in ?passkey=, so that its
-// announce URL carries it.
-func userTorrent(t *testing.T, c *demo.Cluster, name string) []byte {
+// it: with a passkey the operator issued to user, in ?passkey=, so that
+// its announce URL carries it.
+func userTorrent(t *testing.T, c *demo.Cluster, name, user string) []byte {
 	t.Helper()
-	pk, err := c.IssuePasskey(t.Context(), "aria2c-user")
+	pk, err := c.IssuePasskey(t.Context(), user)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,8 +51,10 @@ func userTorrent(t *testing.T, c *demo.Cluster, name string) []byte {
 // TestInteropAria2Leeches: aria2c, a standard BitTorrent client given only
 // the tracker's .torrent, downloads a file byte for byte: with the origin
 // (the .torrent's web seed) and the proxies holding the file both up; with
-// the origin stopped, when only the proxies can supply it; and with the
-// proxies stopped, when only the web seed can.
+// the origin stopped, when only the proxies can supply it; with a .torrent
+// without a passkey, whose announce the tracker refuses (aria2c logs the
+// reason), so that the proxies send it nothing and the web seed all; and
+// with the proxies stopped, when only the web seed can.
 func TestInteropAria2Leeches(t *testing.T) {
 	aria2 := testtool.Require(t, "aria2c")
 	c := start(t, demo.Config{Proxies: 2, ScanInterval: 200 * time.Millisecond, AnnounceInterval: 2 * time.Second})
@@ -66,7 +68,12 @@ func TestInteropAria2Leeches(t *testing.T) {
 		waitComplete(t, p, name)
 	}
 	torrent := filepath.Join(t.TempDir(), "leech.torrent")
-	if err := os.WriteFile(torrent, userTorrent(t, c, name), 0o644); err != nil {
+	if err := os.WriteFile(torrent, userTorrent(t, c, name, "aria2c-user"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The .torrent of a user without a passkey: its announces are refused.
+	bare := filepath.Join(t.TempDir(), "bare.torrent")
+	if err := os.WriteFile(bare, mustGet(t, c.Tracker.URL+"/v1/torrents/"+fileinfo.EscapePath(name), "", http.StatusOK), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	want := sha256.Sum256(data)
@@ -81,10 +88,13 @@ func TestInteropAria2Leeches(t *testing.T) {
 		name              string
 		origin, proxies   bool
 		wantProxiesUpload bool
+		// noPasskey: the .torrent without a passkey, so no peers
+		noPasskey bool
 	}{
-		{"web seed and peers", true, true, false},
-		{"peers only", false, true, true},
-		{"web seed only", true, false, false},
+		{"web seed and peers", true, true, false, false},
+		{"peers only", false, true, true, false},
+		{"without a passkey, web seed only", true, true, false, true},
+		{"web seed only", true, false, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := setUp(ctx, c.Origin, up, tc.origin); err != nil {
@@ -101,7 +111,11 @@ func TestInteropAria2Leeches(t *testing.T) {
 			}
 			dir := t.TempDir()
 			t0 := time.Now()
-			out := runAria2(t, aria2, 2*time.Minute, torrent, dir, "--seed-time=0")
+			tf := torrent
+			if tc.noPasskey {
+				tf = bare
+			}
+			out := runAria2(t, aria2, 2*time.Minute, tf, dir, "--seed-time=0")
 			took := time.Since(t0)
 			got, err := os.ReadFile(filepath.Join(dir, path2name(name)))
 			if err != nil {
@@ -115,6 +129,16 @@ func TestInteropAria2Leeches(t *testing.T) {
 				return
 			}
 			sent := uploaded(t, c.Proxies, name) - before
+			if tc.noPasskey {
+				t.Logf("aria2c without a passkey: %d bytes identical in %s from the web seed; proxies uploaded %s to it", len(got), took.Round(time.Millisecond), mib(float64(sent)))
+				if !strings.Contains(logTail(dir), "this tracker is private") {
+					t.Errorf("aria2c's log does not show the tracker refusing its announce:\n%s", logTail(dir))
+				}
+				if sent != 0 {
+					t.Errorf("the proxies uploaded %d bytes to a client the tracker refused, want 0", sent)
+				}
+				return
+			}
 			t.Logf("aria2c: %d bytes identical in %s; proxies uploaded %s to it", len(got), took.Round(time.Millisecond), mib(float64(sent)))
 			if tc.wantProxiesUpload && sent < interopSize {
 				t.Errorf("with the origin stopped the proxies uploaded %d bytes, want at least the file's %d", sent, interopSize)
@@ -147,7 +171,7 @@ func TestInteropProxyLeechesFromAria2(t *testing.T) {
 	waitInfo(t, c, name, "")
 	dir := t.TempDir()
 	torrent := filepath.Join(dir, "seed.torrent")
-	if err := os.WriteFile(torrent, userTorrent(t, c, name), 0o644); err != nil {
+	if err := os.WriteFile(torrent, userTorrent(t, c, name, "aria2c-user"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	// aria2c checks the complete file against the .torrent, then seeds it.
@@ -263,14 +287,23 @@ func waitPeer(t *testing.T, c *demo.Cluster, path string, port int) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		for _, p := range waitInfo(t, c, path, "").Peers {
-			if p.Port == port {
-				return
-			}
+		if listed(t, c, path, port) {
+			return
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("aria2c (port %d) never announced %s to the tracker", port, path)
+	t.Fatalf("the client on port %d never announced %s to the tracker", port, path)
+}
+
+// listed reports whether the tracker lists a peer on port for path now.
+func listed(t *testing.T, c *demo.Cluster, path string, port int) bool {
+	t.Helper()
+	for _, p := range waitInfo(t, c, path, "").Peers {
+		if p.Port == port {
+			return true
+		}
+	}
+	return false
 }
 
 // uploaded sums the bytes the proxies sent to peers for path.
