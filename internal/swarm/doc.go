@@ -1,6 +1,6 @@
 // Package swarm wraps the anacrolix/torrent client for the proxy: one
 // client per proxy, configured once with the settings measured in
-// shared/notes/anacrolix.md (a 4 MiB request allowance per connection,
+// shared/notes/anacrolix.md (a 32 MiB request allowance per connection,
 // no DHT, PEX or uTP), storing every piece in the cache it is given.
 //
 // The proxy never reads through the library's Reader: it serves bytes from

@@ -87,14 +87,8 @@ func New(cfg Config) (*Swarm, error) {
 	tc.DisableWebtorrent = true
 	tc.NoDefaultPortForwarding = true
 	tc.Seed = true
-	// The data read for a peer's requests and not yet sent. v1.59.1 dropped
-	// requests beyond it and stalled at the 1 MiB default (notes, pitfall
-	// 1); v1.61.0 waits instead, and did not stall at 1 MiB here. Every
-	// request sums the data buffered so far over a map of the requests read,
-	// so a big allowance costs the seeder CPU per block: 32 MiB (2048
-	// blocks) put 5% of a transfer's CPU in that sum, 4 MiB 1.5%
-	// (BenchmarkSwarmThroughCache); it also bounds the memory per peer.
-	tc.MaxAllocPeerRequestDataPerConn = 4 << 20
+	// The 1 MiB default stalls a download after a few MiB (notes, pitfall 1).
+	tc.MaxAllocPeerRequestDataPerConn = 32 << 20
 	// Two peers that dial each other at once keep the same one of the two
 	// connections (the library orders them by peer ID).
 	tc.DropDuplicatePeerIds = true
