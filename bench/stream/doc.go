@@ -11,6 +11,8 @@
 //	bench/stream.sh          # the full benchmark, a few minutes
 //	bench/stream.sh -quick   # smaller files, a fast check
 //	bench/stream.sh -wan     # origin and tracker 50 ms away (toxiproxy), peers beside aria2c
+//	bench/stream.sh -peers   # only the peer rows of -wan: proxy → proxy beside aria2c
+//	bench/stream.sh -peers -perf DIR   # and `perf record` both proxies meanwhile
 //
 // Progress goes to stderr, the table to stdout. It asserts nothing about
 // speed: a row that misses its target says FAIL, and the exit status is

@@ -26,6 +26,15 @@ type options struct {
 	// relays, and peers beside aria2c.
 	wan       bool
 	toxiproxy string
+	// peers runs only the peer transfers of the WAN table (proxy → proxy
+	// beside aria2c), with no relays: the quick loop for the peer path.
+	peers bool
+	// peerMiB overrides the peer file's size.
+	peerMiB int64
+	// perf, when set, is a directory where `perf record` writes a profile
+	// of the seeding and of the leeching proxy during the proxy → proxy
+	// transfer.
+	perf string
 }
 
 // Sizes and targets of the benchmark (issue 5).
@@ -49,6 +58,9 @@ func main() {
 	flag.StringVar(&o.p2sp, "p2sp", "", "path of the built p2sp binary (required; bench/stream.sh builds it)")
 	flag.BoolVar(&o.quick, "quick", false, "smaller files (32 MiB peer file, 128 MiB RSS file) for a fast check")
 	flag.BoolVar(&o.wan, "wan", false, "the WAN table: origin and tracker 50 ms away behind toxiproxy, peers beside aria2c")
+	flag.BoolVar(&o.peers, "peers", false, "only the peer transfers (proxy → proxy beside aria2c on loopback), no relays")
+	flag.Int64Var(&o.peerMiB, "peer-mib", 0, "size of the peer file in MiB (default 256, 32 with -quick)")
+	flag.StringVar(&o.perf, "perf", "", "directory for `perf record` profiles of the seeding and leeching proxies during the proxy → proxy transfer")
 	flag.StringVar(&o.toxiproxy, "toxiproxy", defaultToxiproxy(), "toxiproxy's server binary (go install github.com/Shopify/toxiproxy/v2/cmd/server@v2.5.0)")
 	flag.Parse()
 	if o.p2sp == "" {
@@ -103,6 +115,17 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	peerSize, rssSize := int64(256<<20), int64(1<<30)
 	if o.quick {
 		peerSize, rssSize = 32<<20, 128<<20
+	}
+	if o.peerMiB > 0 {
+		peerSize = o.peerMiB << 20
+	}
+	if o.peers {
+		peers, err := b.peerTransfers(ctx, peerSize)
+		printPeers(stdout, peers, peerSize)
+		b.progress("done in %s", time.Since(b.start).Round(100*time.Millisecond))
+		fmt.Fprintf(stdout, "- Run: -peers, %s, %d CPUs, %s/%s, took %s. MB = 10^6 bytes.\n",
+			runtime.Version(), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, time.Since(b.start).Round(100*time.Millisecond))
+		return err
 	}
 	if o.wan {
 		err := b.runWAN(ctx, stdout, peerSize)

@@ -311,6 +311,20 @@ func (b *bench) proxyTransfer(ctx context.Context, c *cluster, size int64) (tran
 		return transfer{}, err
 	}
 	defer b.stopProxy(pb)
+	var stops []func() error
+	if b.opt.perf != "" {
+		for _, p := range []struct {
+			proc *proxyProc
+			name string
+		}{{a, "seeder"}, {pb, "leecher"}} {
+			stop, err := b.perfRecord(ctx, p.proc.cmd.Process.Pid, b.opt.perf, p.name)
+			if err != nil {
+				return transfer{}, err
+			}
+			defer stop()
+			stops = append(stops, stop)
+		}
+	}
 	a0, b0 := procCPU(a.cmd.Process.Pid), procCPU(pb.cmd.Process.Pid)
 	b.progress("peers: %s fetches %s from %s", pb.name, sizeLabel(size), a.name)
 	got, err := fetchWhole(ctx, streamURL(pb, peerName), 0, 3*time.Minute)
@@ -318,6 +332,11 @@ func (b *bench) proxyTransfer(ctx context.Context, c *cluster, size int64) (tran
 		return transfer{}, err
 	}
 	a1, b1 := procCPU(a.cmd.Process.Pid), procCPU(pb.cmd.Process.Pid)
+	for _, stop := range stops {
+		if err := stop(); err != nil {
+			return transfer{}, err
+		}
+	}
 	if got.sha256 != c.sums[peerName] {
 		return transfer{}, fmt.Errorf("%s served other bytes", pb.name)
 	}
@@ -479,7 +498,13 @@ func printWAN(w io.Writer, rows []wanRow, peers []transfer, size int64) {
 		fmt.Fprintf(w, "- %s: proxy first byte %s, whole %s; direct first byte %s, whole %s.\n", r.what,
 			msList(r.proxyFirsts), msList(r.proxyWholes), msList(r.directFirsts), msList(r.directWholes))
 	}
-	fmt.Fprintf(w, "\nPeers on loopback, %s, origin stopped:\n\n", sizeLabel(size))
+	fmt.Fprintln(w)
+	printPeers(w, peers, size)
+}
+
+// printPeers prints the table of peer transfers.
+func printPeers(w io.Writer, peers []transfer, size int64) {
+	fmt.Fprintf(w, "Peers on loopback, %s, origin stopped:\n\n", sizeLabel(size))
 	fmt.Fprintln(w, "| transfer | MB/s | seeder CPU s/GB | leecher CPU s/GB | together | target | result |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---|---|")
 	for i, t := range peers {

@@ -76,7 +76,7 @@ func newEntry(c *Cache, info *fileinfo.Info, ih, dir string, f *os.File) *Entry 
 		dir:     dir,
 		bits:    make([]byte, (n+7)/8),
 		changed: make(chan struct{}),
-		whole:   whole{h: sha256.New(), heldPiece: -1},
+		whole:   whole{h: sha256.New()},
 	}
 }
 

@@ -66,7 +66,7 @@ func (p piece) ReadAt(b []byte, off int64) (int, error) {
 
 // WriteTo hands the whole piece to the client's hash: one read into a
 // reused buffer, where the client's own loop would read it in small ones.
-// The piece at the whole-file hash's frontier keeps its bytes for that
+// A piece near the whole-file hash's frontier keeps its bytes for that
 // hash, so it is not read again (see whole).
 func (p piece) WriteTo(w io.Writer) (int64, error) {
 	_, n := p.e.info.PieceBounds(p.i)

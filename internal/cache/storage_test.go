@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha1"
 	"log/slog"
+	"syscall"
 	"testing"
 	"time"
 
@@ -102,7 +103,7 @@ func TestPieceStorage(t *testing.T) {
 }
 
 // newSwarm starts the project's BitTorrent client on loopback, storing in c.
-func newSwarm(t *testing.T, c *Cache) *swarm.Swarm {
+func newSwarm(t testing.TB, c *Cache) *swarm.Swarm {
 	t.Helper()
 	sw, err := swarm.New(swarm.Config{
 		Listen:  "127.0.0.1:0",
@@ -125,48 +126,91 @@ func newSwarm(t *testing.T, c *Cache) *swarm.Swarm {
 // BitTorrent connection, each client storing through its cache.
 func TestSwarmThroughCache(t *testing.T) {
 	info, data := randomFile(t, "films/swarm.mp4", 8<<20+4321, 700)
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-
-	seedCache := openCache(t, t.TempDir(), 64<<20, nil)
-	se, err := seedCache.Create(info)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer se.Release()
-	writeAll(t, se, data)
-	waitFor(t, "seeder's entry Complete", se.Complete)
-	seeder := newSwarm(t, seedCache)
-	if _, err := seeder.Open(info, nil); err != nil {
-		t.Fatal(err)
-	}
-
-	leechCache := openCache(t, t.TempDir(), 64<<20, nil)
-	le, err := leechCache.Create(info)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer le.Release()
-	lt, err := newSwarm(t, leechCache).Open(info, []fileinfo.Peer{{IP: "127.0.0.1", Port: seeder.Port()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range info.NumPieces() {
-		lt.SetPriority(i, swarm.PriorityNormal)
-	}
-
-	for i := range info.NumPieces() {
-		if err := le.Wait(ctx, i); err != nil {
-			t.Fatalf("waiting for piece %d: %v", i, err)
-		}
-	}
-	waitFor(t, "leecher's entry Complete", func() bool { return le.Complete() || le.Failed() != nil })
-	if err := le.Failed(); err != nil {
-		t.Fatal(err)
-	}
+	seeder := newSeeder(t, info, data)
+	le := leech(t, info, seeder.Port())
 	if !bytes.Equal(readAll(t, le), data) {
 		t.Fatal("the leecher's cached bytes differ from the seeder's file")
 	}
+}
+
+// BenchmarkSwarmThroughCache is TestSwarmThroughCache's transfer, both
+// clients in this process, for a CPU profile of the peer path without the
+// proxy around it:
+//
+//	go test -run '^$' -bench SwarmThroughCache -benchtime 4x -cpuprofile cpu.out ./internal/cache
+//
+// It reports the process's CPU time (both clients together) per GB moved.
+func BenchmarkSwarmThroughCache(b *testing.B) {
+	info, data := randomFile(b, "films/bench.mp4", 256<<20, 701)
+	seeder := newSeeder(b, info, data)
+	var cpu time.Duration
+	b.SetBytes(info.Size)
+	for b.Loop() {
+		c0 := processCPU(b)
+		leech(b, info, seeder.Port())
+		cpu += processCPU(b) - c0
+	}
+	b.ReportMetric(cpu.Seconds()/(float64(b.N)*float64(info.Size)/1e9), "cpu-s/GB")
+}
+
+// processCPU is the user and system CPU time of this process so far.
+func processCPU(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// newSeeder starts a client that seeds data from a complete cache entry.
+func newSeeder(tb testing.TB, info *fileinfo.Info, data []byte) *swarm.Swarm {
+	tb.Helper()
+	c := openCache(tb, tb.TempDir(), 2*info.Size, nil)
+	e, err := c.Create(info)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(e.Release)
+	writeAll(tb, e, data)
+	waitFor(tb, "seeder's entry Complete", e.Complete)
+	s := newSwarm(tb, c)
+	if _, err := s.Open(info, nil); err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// leech downloads info's file from the peer on port into a fresh cache and
+// returns its entry once complete: every piece verified and the whole
+// file's SHA-256 matched.
+func leech(tb testing.TB, info *fileinfo.Info, port int) *Entry {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(tb.Context(), time.Minute)
+	defer cancel()
+	c := openCache(tb, tb.TempDir(), 2*info.Size, nil)
+	e, err := c.Create(info)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(e.Release)
+	sw := newSwarm(tb, c)
+	t, err := sw.Open(info, []fileinfo.Peer{{IP: "127.0.0.1", Port: port}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for i := range info.NumPieces() {
+		t.SetPriority(i, swarm.PriorityNormal)
+	}
+	for i := range info.NumPieces() {
+		if err := e.Wait(ctx, i); err != nil {
+			tb.Fatalf("waiting for piece %d: %v", i, err)
+		}
+	}
+	waitFor(tb, "leecher's entry Complete", func() bool { return e.Complete() || e.Failed() != nil })
+	if err := e.Failed(); err != nil {
+		tb.Fatal(err)
+	}
+	return e
 }
 
 // TestPieceChunks: pieces a peer delivers in chunks, many at once and

@@ -5,14 +5,16 @@ import (
 	"fmt"
 	"hash"
 	"sync"
+
+	"github.com/p2sp/p2sp/internal/fileinfo"
 )
 
 // whole is an entry's whole-file SHA-256, computed while the file arrives,
 // piece after piece in order, rather than by reading the whole file again
-// once it is complete. The bytes of the piece at the frontier are hashed
-// from memory when its seal comes with them (the origin's pieces, which
-// WritePiece has in hand, and the BitTorrent client's hash pass, which
-// reads the piece whole); a piece sealed ahead of the frontier is read
+// once it is complete. The bytes of pieces at and just past the frontier
+// are hashed from memory when their seal comes with them (the origin's
+// pieces, which WritePiece has in hand, and the BitTorrent client's hash
+// pass, which reads the piece whole); a piece sealed further ahead is read
 // back when the frontier reaches it.
 type whole struct {
 	mu sync.Mutex
@@ -21,36 +23,56 @@ type whole struct {
 	next     int
 	running  bool
 	finished bool
-	// held is the frontier piece's bytes (from hashBufs), heldPiece its
-	// index; -1 when none are held.
-	held      *[]byte
-	heldPiece int
+	// held maps pieces in [next, next+wholeWindow(info)) to their bytes
+	// (from hashBufs), kept for the hasher.
+	held map[int]*[]byte
 }
 
-// hold keeps a piece's bytes for the whole-file hash if it is the piece at
-// the frontier; it reports whether it took bp (from hashBufs), which must
-// not change afterwards.
+// wholeWindowBytes bounds the bytes held for the whole-file hash. Holding
+// only the frontier piece missed most pieces from peers: the next one
+// passes its SHA-1 while the hasher is still on the frontier, and was read
+// back from the disk (a piece's worth of pread per piece). A window of
+// pieces ahead catches them.
+const wholeWindowBytes = 8 << 20
+
+// wholeWindow is how many pieces from the frontier on may be held: at
+// least two, so that the hasher's piece and the next fit.
+func wholeWindow(info *fileinfo.Info) int {
+	return int(max(2, wholeWindowBytes/info.PieceLength))
+}
+
+// hold keeps a piece's bytes for the whole-file hash if the piece is
+// within the window from the frontier; it reports whether it took bp (from
+// hashBufs), which must not change afterwards. Bytes held for the piece
+// before (of a hash pass that failed, say) are replaced.
 func (e *Entry) hold(piece int, bp *[]byte) bool {
 	w := &e.whole
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if piece != w.next || w.finished {
+	if !w.inWindowLocked(e, piece) {
 		return false
 	}
-	if w.held != nil {
-		hashBufs.Put(w.held)
+	if old := w.held[piece]; old != nil {
+		hashBufs.Put(old)
 	}
-	w.held, w.heldPiece = bp, piece
+	if w.held == nil {
+		w.held = make(map[int]*[]byte, wholeWindow(e.info))
+	}
+	w.held[piece] = bp
 	return true
+}
+
+func (w *whole) inWindowLocked(e *Entry, piece int) bool {
+	return !w.finished && piece >= w.next && piece < w.next+wholeWindow(e.info)
 }
 
 // holdCopy is hold for bytes the caller keeps.
 func (e *Entry) holdCopy(piece int, data []byte) {
 	w := &e.whole
 	w.mu.Lock()
-	frontier := piece == w.next && !w.finished
+	in := w.inWindowLocked(e, piece)
 	w.mu.Unlock()
-	if !frontier {
+	if !in {
 		return
 	}
 	bp := pieceBuf(len(data))
@@ -113,19 +135,16 @@ func (c *Cache) hashWhole(e *Entry) {
 		}
 		if i == n {
 			w.running, w.finished = false, true
-			if w.held != nil {
-				hashBufs.Put(w.held)
-				w.held = nil
+			for _, bp := range w.held {
+				hashBufs.Put(bp)
 			}
+			w.held = nil
 			w.mu.Unlock()
 			c.finishWhole(e, hex.EncodeToString(w.h.Sum(nil)))
 			return
 		}
-		bp := w.held
-		if w.heldPiece != i {
-			bp = nil
-		}
-		w.held = nil
+		bp := w.held[i]
+		delete(w.held, i)
 		w.mu.Unlock()
 		if bp == nil {
 			off, l := e.info.PieceBounds(i)
