@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -117,6 +118,13 @@ func printReport(w io.Writer, o options, r *result) {
 	if r.Scenario == "crowd" {
 		row("completion median / p95 / max", "%s / %s / %s", secs(quantile(s.completion, .5)), secs(quantile(s.completion, .95)), secs(slices.Max(append(s.completion, 0))))
 		row("ideal: max(F/down, F/origin, N·F/(origin+N·up))", "%s", secs(r.Ideal))
+	}
+	if len(r.OriginRate) > 0 {
+		steps := make([]string, len(r.OriginRate))
+		for i, v := range r.OriginRate {
+			steps[i] = fmt.Sprintf("%.1f", v/1e6)
+		}
+		row(fmt.Sprintf("origin egress per %s from the start, MB/s", originStep), "%s", strings.Join(steps, " "))
 	}
 	row("stalls (reads > 1 s past their deadline)", "%d in %d of %d players, %s late in all", s.stalls, s.stalled, r.N, secs(s.stallTime))
 	row("TTFB first request p50 / p95 / max", "%s / %s / %s", ms(quantile(s.ttfbFirst, .5)), ms(quantile(s.ttfbFirst, .95)), ms(slices.Max(append(s.ttfbFirst, 0))))

@@ -37,6 +37,10 @@ type result struct {
 	Errors     []string        `json:"errors,omitempty"`
 	Ideal      time.Duration   `json:"ideal,omitempty"`
 	Joins      []time.Duration `json:"joins"`
+	// OriginRate is the origin's egress in bytes per second over each
+	// originStep of the scenario: whether the origin's link was used
+	// early, when the swarm had nothing to spread yet, or idled.
+	OriginRate []float64 `json:"origin_rate,omitempty"`
 }
 
 // proxyFigures is what the benchmark measured of one proxy and its client
@@ -109,7 +113,10 @@ func runScenario(ctx context.Context, o options, f *fleet, self string) (*result
 	samplerCtx, stopSampler := context.WithCancel(sctx)
 	go func() {
 		defer close(sampled)
-		f.sampleConns(samplerCtx, res.Proxies)
+		var wg sync.WaitGroup
+		wg.Go(func() { f.sampleConns(samplerCtx, res.Proxies) })
+		wg.Go(func() { res.OriginRate = f.sampleOrigin(samplerCtx, before.originSent) })
+		wg.Wait()
 	}()
 	res.Players = make([][]segmentResult, o.n)
 	for i, p := range players {
@@ -259,6 +266,30 @@ func (f *fleet) sampleConns(ctx context.Context, figs []proxyFigures) {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// originStep is the origin egress timeline's step.
+const originStep = 5 * time.Second
+
+// sampleOrigin returns the origin's egress rate over each originStep from
+// sent (the counter at the start) until ctx ends.
+func (f *fleet) sampleOrigin(ctx context.Context, sent int64) []float64 {
+	var rates []float64
+	t := time.NewTicker(originStep)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return rates
+		case <-t.C:
+		}
+		now, err := f.originSent(ctx)
+		if err != nil {
+			return rates
+		}
+		rates = append(rates, float64(now-sent)/originStep.Seconds())
+		sent = now
 	}
 }
 

@@ -45,7 +45,8 @@
 //     from the start and fetched in the download's order, so the origin
 //     never takes a piece peers are sending. When connected peers deliver
 //     nothing for PeerStall, the piece the reader waits on goes to the
-//     origin.
+//     origin, whether a peer has it or none does (its owners may not be
+//     fetching it: no reader waits on a piece nobody fetches).
 //   - A reader with a Due (a live segment, prefetched before any player
 //     asks or read by a player) in a swarm where the tracker counted other
 //     proxies, or has not answered yet, keeps the origin from the whole

@@ -418,10 +418,13 @@ func (d *Decision) urgentCandidates(c *Config, st *State) {
 					d.addUrgent(i, r.Pos, max(0, due))
 				}
 			}
-		case from == h && missing(h) && st.Avail[h] > 0 && stalled:
-			// No deadline, but the peers that have what it waits on do not
-			// deliver. (A piece no peer has is filled in the crowd's order,
-			// below, not this reader's.)
+		case from == h && missing(h) && stalled:
+			// No deadline, but the peers do not deliver what it waits on:
+			// those that have it stall, or none has it and the proxies
+			// that own it do not fetch it (their readers are elsewhere, or
+			// possible players whose windows lie before it). A crowd
+			// whose every reader waited on such a piece sat for 26 s
+			// with the origin idle.
 			d.addUrgent(h, r.Pos, 0)
 		}
 		if noPeers {

@@ -144,6 +144,51 @@ func TestPlan(t *testing.T) {
 		},
 		start: []Start{{First: 5, End: 6, Offset: 550, Urgent: true}},
 	}, {
+		name: "download: a piece no connected peer has and this proxy does not own, with peers delivering nothing for PeerStall, goes to the origin",
+		setup: func(st *State) {
+			st.OriginPieces = 0
+			st.LastPeerData = t0.Add(-2 * time.Second)
+			st.Readers = []Reader{{Pos: 0, Since: t0.Add(-time.Second)}} // probing: the window only
+			h := 1
+			for st.owns(h, 2) {
+				h++
+			}
+			for i := range h {
+				st.Have[i] = true
+			}
+			st.Avail[h] = 0
+			st.Readers[0].Pos = int64(h) * 100
+		},
+		check: func(t *testing.T, st *State, d *Decision) {
+			h := int(st.Readers[0].Pos / 100)
+			if len(d.Start) == 0 || d.Start[0].First != h || !d.Start[0].Urgent {
+				t.Errorf("starts %+v, want an urgent run at piece %d first", d.Start, h)
+			}
+		},
+	}, {
+		name: "download: a piece no connected peer has and this proxy does not own waits for its owners while peers deliver",
+		setup: func(st *State) {
+			st.OriginPieces = 0
+			st.Readers = []Reader{{Pos: 0, Since: t0.Add(-time.Second)}}
+			h := 1
+			for st.owns(h, 2) {
+				h++
+			}
+			for i := range h {
+				st.Have[i] = true
+			}
+			st.Avail[h] = 0
+			st.Readers[0].Pos = int64(h) * 100
+		},
+		check: func(t *testing.T, st *State, d *Decision) {
+			h := int(st.Readers[0].Pos / 100)
+			for _, s := range d.Start {
+				if s.First <= h && h < s.End {
+					t.Errorf("start %+v takes piece %d, another's to fetch, while peers deliver", s, h)
+				}
+			}
+		},
+	}, {
 		name: "download within budget: the origin takes the pieces this proxy owns in the download's order and withholds them from peers",
 		setup: func(st *State) {
 			st.OriginPieces = 0 // budget: 2 copies / 4 proxies = 10 pieces; each piece has 2 owners
