@@ -403,7 +403,8 @@ func TestLiveCrowd(t *testing.T) {
 		}
 	}
 	var peer, origin, cache, uploaded int64
-	var torrents, conns int // segment torrents open and their peer connections, over all proxies
+	var torrents, conns int // segments in the proxies' status and their peer connections, over all proxies
+	open := 0               // torrents open, over all proxies
 	for _, v := range viewers {
 		st := status(t, v.proxy)
 		for _, f := range st.Files {
@@ -413,6 +414,12 @@ func TestLiveCrowd(t *testing.T) {
 				conns += f.Peers
 			}
 		}
+		// A torrent per segment, but not for ever: those long out of the
+		// window (15 segment durations) are closed.
+		if st.Torrents > maxLiveTorrents {
+			t.Errorf("%s: %d torrents open after %d segments, want at most %d", v.proxy.Name, st.Torrents, viewers[0].next, maxLiveTorrents)
+		}
+		open += st.Torrents
 		i := slices.IndexFunc(st.Streams, func(s statusStream) bool { return s.Stream == "live" })
 		if i < 0 {
 			t.Errorf("%s: no stream \"live\" in its status: %+v", v.proxy.Name, st.Streams)
@@ -444,8 +451,8 @@ func TestLiveCrowd(t *testing.T) {
 	// The cost of a torrent per segment (the README's decision).
 	announces := counter(t, c.Tracker, "p2sp_tracker_announces_total")
 	segments := viewers[0].next - viewers[0].startSeq
-	t.Logf("torrent per segment: %d segments watched, %.0f announces (%.1f per segment and proxy), %d segment torrents open on the proxies with %d peer connections (%d each way: %.1f per segment and proxy)",
-		segments, announces, announces/float64(segments*len(viewers)), torrents, conns, conns/2, float64(conns)/float64(torrents))
+	t.Logf("torrent per segment: %d segments watched, %.0f announces (%.1f per segment and proxy), %d segments on the proxies with %d peer connections (%d each way: %.1f per segment and proxy), %d torrents still open (%.1f per proxy)",
+		segments, announces, announces/float64(segments*len(viewers)), torrents, conns, conns/2, float64(conns)/float64(torrents), open, float64(open)/float64(len(viewers)))
 	e := <-edge
 	t.Logf("live edge: %d new segments; a proxy's playlist named each %v after the origin's at most (median %v)", e.n, e.max.Round(time.Millisecond), e.median.Round(time.Millisecond))
 	if e.n < 10 || e.max > segment {
@@ -464,6 +471,11 @@ func cbrArgs(video int) []string {
 // cbrBytes is the bytes a second of cbrArgs(video): 390 kbit/s in all
 // for 300 of video.
 func cbrBytes(video int) int64 { return int64(video+90) * 1000 / 8 }
+
+// maxLiveTorrents bounds a proxy's open torrents during a live event of 2 s
+// segments: those registered in the last 15 segment durations (the
+// proxy's retireSegments), the playlist's window of five, two more.
+const maxLiveTorrents = 15 + 5 + 2
 
 // edgeDelays is how much later new segments appeared in a proxy's playlist
 // than in the origin's.
