@@ -337,6 +337,12 @@ func (sv *segmentVersions) fetch(ctx context.Context, v *liveViewer, p string) (
 		}
 		sv.record(v, p, "error: "+msg)
 		if try == segmentTries {
+			if sv.gone(p) {
+				// Out of the encoder's window before this viewer (slow, on
+				// a loaded machine) came to it: a player skips it too.
+				sv.record(v, p, "skipped: gone from the origin")
+				return nil, errSkipped
+			}
 			return nil, fmt.Errorf("segment %s failed %d times: %w", p, try, err)
 		}
 		select {
@@ -345,6 +351,18 @@ func (sv *segmentVersions) fetch(ctx context.Context, v *liveViewer, p string) (
 		case <-time.After(segmentRetry):
 		}
 	}
+}
+
+// errSkipped: the viewer gave up on a segment the encoder deleted.
+var errSkipped = errors.New("segment skipped")
+
+// gone reports whether the segment p, never changed, is no longer on the
+// origin.
+func (sv *segmentVersions) gone(p string) bool {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	_, err := os.Stat(filepath.Join(sv.media, filepath.FromSlash(p)))
+	return len(sv.sums[p]) <= 1 && errors.Is(err, fs.ErrNotExist)
 }
 
 // vet names the version seg is of segment p, or says why it is none.
@@ -393,6 +411,9 @@ func (sv *segmentVersions) unchangedErrors() int {
 	for k, outcomes := range sv.got {
 		if len(sv.sums[k.path]) > 1 {
 			continue
+		}
+		if slices.Contains(outcomes, "skipped: gone from the origin") {
+			continue // the encoder deleted it: its fetches failed rightly
 		}
 		for _, o := range outcomes {
 			if strings.HasPrefix(o, "error: ") {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -190,6 +191,12 @@ func (v *liveViewer) poll(ctx context.Context) error {
 			break
 		}
 		seg, err := v.segment(ctx, path.Join("live", uri))
+		if errors.Is(err, errSkipped) {
+			v.mu.Lock()
+			v.next = seq + 1
+			v.mu.Unlock()
+			continue
+		}
 		if err != nil {
 			return err
 		}
