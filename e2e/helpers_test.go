@@ -243,9 +243,10 @@ type statusStream struct {
 
 // proxyStatus is the part of /v1/status the tests read.
 type proxyStatus struct {
-	Files   []statusFile   `json:"files"`
-	Streams []statusStream `json:"streams"`
-	Cache   struct {
+	Files    []statusFile   `json:"files"`
+	Streams  []statusStream `json:"streams"`
+	Torrents int            `json:"torrents"`
+	Cache    struct {
 		Bytes    int64 `json:"bytes"`
 		Capacity int64 `json:"capacity"`
 		Entries  int   `json:"entries"`

@@ -52,6 +52,7 @@ func (s *Server) serveFile(c *gin.Context) error {
 		ContentType: byterange.TypeByName(p),
 		Name:        path.Base(p),
 		Open:        s.opener(f, requestPriority(c.Request)),
+		Settle:      unchangedSince(f, v),
 	}
 	if err := byterange.Serve(c.Writer, c.Request, content); err != nil {
 		if c.Writer.Written() {
@@ -63,6 +64,35 @@ func (s *Server) serveFile(c *gin.Context) error {
 		return fmt.Errorf("serve %s: %w", p, err)
 	}
 	return nil
+}
+
+// errChangedMidBody ends a body whose file changed while it was read.
+var errChangedMidBody = errors.New("the file changed while it was being served")
+
+// unchangedSince returns a check that the open file f still is version
+// v, for the last byte of each body (byterange.Content.Settle): a file
+// rewritten or truncated in place while a body was read from it gave the
+// body bytes of two versions (or fewer) under v's ETag, and the body then
+// ends short, which the client sees, rather than whole and mixed. A file
+// renamed over or deleted keeps its bytes: the open inode changes only in
+// its link count (and so its change time). Object stores fail such reads
+// themselves (s3Object, If-Match): nil.
+func unchangedSince(f mediaFile, v version) func() error {
+	osf, ok := f.(*os.File)
+	if !ok {
+		return nil
+	}
+	return func() error {
+		st, err := osf.Stat()
+		if err != nil {
+			return fmt.Errorf("stat after serving: %w", err)
+		}
+		now := versionOf(st)
+		if now.equal(v) || (unlinked(st) && now.size == v.size && now.modTime.Equal(v.modTime)) {
+			return nil
+		}
+		return errChangedMidBody
+	}
 }
 
 // holdsContentETag reports whether the request's preconditions name a

@@ -476,3 +476,78 @@ func TestRestartAnswersContentETag(t *testing.T) {
 		t.Fatalf("after a restart: %d, ETag %s, %d bytes; want 206 with %s", resp.StatusCode, resp.Header.Get("ETag"), len(body), want)
 	}
 }
+
+// TestServeChangedMidBody: a file rewritten or truncated in place while a
+// body is read from it (the origin capped, so the body takes a second)
+// never makes a whole body: the body ends short of its Content-Length, a
+// failed transfer the client sees, instead of bytes of two versions under
+// the first one's ETag. A file renamed over or deleted meanwhile keeps its
+// bytes, and the body is whole, of the version it started with.
+func TestServeChangedMidBody(t *testing.T) {
+	const size = 96 << 10
+	o := startOrigin(t, Config{RateLimit: 64 << 10})
+	tests := []struct {
+		name   string
+		change func(t *testing.T, p string, old []byte)
+		whole  bool
+	}{
+		{"unchanged", func(*testing.T, string, []byte) {}, true},
+		{"rewritten in place", func(t *testing.T, p string, old []byte) {
+			b := bytes.Clone(old)
+			for i := range b {
+				b[i] ^= 0xff
+			}
+			if err := os.WriteFile(p, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"truncated", func(t *testing.T, p string, old []byte) {
+			if err := os.Truncate(p, int64(len(old)/2)); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"renamed over", func(t *testing.T, p string, old []byte) {
+			tmp := p + ".tmp"
+			if err := os.WriteFile(tmp, randomBytes(len(old), 99), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(tmp, p); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+		{"deleted", func(t *testing.T, p string, _ []byte) {
+			if err := os.Remove(p); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			data := randomBytes(size, uint64(40+i))
+			name := "mid/" + strconv.Itoa(i) + ".ts"
+			p := writeFile(t, o.media, name, data)
+			resp, err := http.Get(o.url + "/files/" + name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			// The first bytes are out (the cap's burst): the origin is
+			// mid-body when the file changes.
+			head := make([]byte, 1024)
+			if _, err := io.ReadFull(resp.Body, head); err != nil {
+				t.Fatal(err)
+			}
+			tc.change(t, p, data)
+			rest, err := io.ReadAll(resp.Body)
+			body := append(head, rest...)
+			whole := err == nil && int64(len(body)) == resp.ContentLength
+			t.Logf("%d of %d bytes, %v", len(body), resp.ContentLength, err)
+			switch {
+			case tc.whole && (!whole || !bytes.Equal(body, data)):
+				t.Fatalf("want the whole first version: %d of %d bytes, %v", len(body), resp.ContentLength, err)
+			case !tc.whole && whole:
+				t.Fatalf("a whole body (%d bytes, first version: %v) after the file changed mid-body", len(body), bytes.Equal(body, data))
+			}
+		})
+	}
+}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -62,6 +63,8 @@ type liveStream struct {
 	// and when it did; registeredNow is closed and replaced when more are.
 	registered    map[string]time.Time
 	registeredNow chan struct{}
+	// window holds the segments the newest playlist names.
+	window map[string]bool
 }
 
 // maxRegistered bounds the registered segments a stream remembers: many
@@ -221,10 +224,17 @@ func (s *Server) watchLive(p string, body []byte, remote string) {
 	if d := manifest.TargetDuration(body); d > 0 {
 		ls.segment.Store(int64(d))
 	}
+	window := map[string]bool{}
+	for _, seg := range manifest.Next(p, body, maxRegistered) {
+		if seg, err := fileinfo.CleanPath(seg); err == nil {
+			window[seg] = true
+		}
+	}
 	ls.mu.Lock()
 	if len(ls.viewers) < maxLiveViewers {
 		ls.viewers[remote] = now
 	}
+	ls.window = window
 	ls.mu.Unlock()
 	if start {
 		// The first answer, at once, names the segments registered
@@ -274,9 +284,12 @@ func (s *Server) followLive(ls *liveStream, after string) {
 		if time.Since(time.Unix(0, ls.used.Load())) > liveIdle {
 			delete(s.live, ls.dir)
 			s.mu.Unlock()
+			// Nobody here watches any more: no segment of it is wanted.
+			s.retireLive(ls, true)
 			return
 		}
 		s.mu.Unlock()
+		s.retireLive(ls, false)
 		ev, err := s.pollLive(ls.dir, after)
 		if err != nil {
 			s.log.Debug("stream poll", "stream", ls.dir, "err", err)
@@ -297,6 +310,69 @@ func (s *Server) followLive(ls *liveStream, after string) {
 		}
 		after = fmt.Sprint(ev.Next)
 	}
+}
+
+// retireSegments: a live segment's torrent is closed once the segment
+// was registered this many segment durations ago and the playlist no
+// longer names it. Its audience fetched it within dueSegments of its
+// registration, and a live event would otherwise keep a torrent, its
+// announces and its peer connections per segment for as long as the cache
+// holds the segment (1800 an hour of 2 s segments). The cache entry stays:
+// a player seeking back (a DVR window) is served from it, or the torrent
+// is opened again for it.
+const retireSegments = 15
+
+// errRetired closes the torrent of a segment long out of the window.
+var errRetired = errors.New("a live segment long out of the playlist window")
+
+// retireLive closes the torrents of ls's segments that no reader and no
+// origin fetch holds and that were registered retireSegments durations
+// ago and are out of the window (all: every one, the stream no longer
+// followed), and forgets them.
+func (s *Server) retireLive(ls *liveStream, all bool) {
+	now := time.Now()
+	var old []string
+	ls.mu.Lock()
+	for p, at := range ls.registered {
+		if all || (now.Sub(at) > retireSegments*ls.segmentDuration() && !ls.window[p]) {
+			old = append(old, p)
+		}
+	}
+	ls.mu.Unlock()
+	for _, p := range old {
+		if s.retireIdle(p) {
+			ls.mu.Lock()
+			delete(ls.registered, p)
+			ls.mu.Unlock()
+		}
+	}
+}
+
+// retireIdle closes the torrent of p's cached version if it is open and
+// idle; false if it is in use (kept for a later round).
+func (s *Server) retireIdle(p string) bool {
+	e, ok := s.cache.Peek(p)
+	if !ok {
+		return true
+	}
+	ih := e.Info().InfoHash
+	e.Release()
+	s.bind.Lock()
+	defer s.bind.Unlock()
+	s.mu.Lock()
+	f := s.files[ih]
+	s.mu.Unlock()
+	if f == nil {
+		return true
+	}
+	f.mu.Lock()
+	busy := len(f.readers) > 0 || len(f.runs) > 0
+	f.mu.Unlock()
+	if busy {
+		return false
+	}
+	s.retire(ih, f, errRetired)
+	return true
 }
 
 // liveEvents is the tracker's answer to a stream poll.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math"
 	"time"
@@ -34,7 +35,20 @@ type streamReader struct {
 	peak  float64 // plan.Reader.Peak
 	// direct streams the rest from the origin once the cache has failed.
 	direct io.ReadCloser
+	// early are the origin bytes passed on before their piece verified,
+	// to check against the piece once it has (settle).
+	early []earlyBytes
 }
+
+// earlyBytes is a run of origin bytes a reader passed on before their
+// piece verified: where they start in the file, how many, their CRC.
+type earlyBytes struct {
+	piece  int
+	off, n int64
+	crc    uint32
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // errCacheWrite marks a file dropped because the cache could not store it.
 var errCacheWrite = errors.New("cache write failed")
@@ -49,6 +63,9 @@ func (r *streamReader) readDirect(p []byte) (int, error) {
 			return 0, fmt.Errorf("after a cache failure: %w", err)
 		}
 		r.direct = body
+		// Unverified from here on, like the bytes passed early, which the
+		// failed cache can no longer check.
+		r.early = nil
 	}
 	n, err := r.direct.Read(p[:min(int64(len(p)), r.end-r.off)])
 	r.off += int64(n)
@@ -149,6 +166,11 @@ func (r *streamReader) Read(p []byte) (int, error) {
 	f := r.f
 	i := int(r.off / f.info.PieceLength)
 	if i != r.head {
+		if r.direct == nil {
+			if err := r.settle(false); err != nil {
+				return 0, err
+			}
+		}
 		r.moveHead(i)
 		r.src = ""
 	}
@@ -157,21 +179,38 @@ func (r *streamReader) Read(p []byte) (int, error) {
 	if r.direct != nil {
 		return r.readDirect(p)
 	}
+	// Origin bytes may pass before their piece verifies (peer bytes never
+	// do), all but the response's last byte: that one waits until every
+	// byte passed early has matched its verified piece (settle). A file
+	// changed in place on the origin mid-body sends bytes of two versions
+	// under one ETag; the player then sees a body cut short of its
+	// Content-Length, never a whole one mixed.
+	last := r.off+n == r.end
+	early := n
+	if last {
+		early--
+	}
 	for r.src == "" && !f.entry.Have(i) {
-		// Origin bytes may pass before their piece verifies; peer bytes
-		// never do.
-		if m := f.readArriving(p[:n], i, r.off-pOff); m > 0 {
-			r.off += int64(m)
-			f.s.served(f.stats, metrics.SourceOrigin, int64(m))
-			return m, nil
+		if early > 0 {
+			if m := f.readArriving(p[:early], i, r.off-pOff); m > 0 {
+				r.owe(i, r.off, p[:m])
+				r.off += int64(m)
+				f.s.served(f.stats, metrics.SourceOrigin, int64(m))
+				return m, nil
+			}
 		}
 		t0 := time.Now()
-		err := r.wait(i, r.off-pOff)
+		err := r.wait(i, r.off-pOff, early > 0)
 		r.waited += time.Since(t0)
 		if err != nil {
 			if errors.Is(err, errCacheWrite) {
 				return r.readDirect(p)
 			}
+			return 0, err
+		}
+	}
+	if last {
+		if err := r.settle(true); err != nil {
 			return 0, err
 		}
 	}
@@ -187,10 +226,66 @@ func (r *streamReader) Read(p []byte) (int, error) {
 	return m, err
 }
 
-// wait blocks until piece i is verified or the origin has delivered it
-// past offset off, the request ends, the file is dropped, or nothing
-// arrives for StallTimeout.
-func (r *streamReader) wait(i int, off int64) error {
+// owe records that b, the bytes of piece i at off in the file, were
+// passed on before the piece verified.
+func (r *streamReader) owe(i int, off int64, b []byte) {
+	if k := len(r.early) - 1; k >= 0 && r.early[k].piece == i && r.early[k].off+r.early[k].n == off {
+		r.early[k].crc = crc32.Update(r.early[k].crc, castagnoli, b)
+		r.early[k].n += int64(len(b))
+		return
+	}
+	r.early = append(r.early, earlyBytes{piece: i, off: off, n: int64(len(b)), crc: crc32.Checksum(b, castagnoli)})
+}
+
+// settle checks the bytes passed early against their pieces once these
+// verified: every one of them, waiting for their pieces, when all is set,
+// else those whose pieces verified already. An error says a piece failed
+// (the file was dropped) or its verified bytes are not the ones passed:
+// the origin sent another version's bytes than the registered one's,
+// and a peer supplied the piece first.
+func (r *streamReader) settle(all bool) error {
+	f := r.f
+	kept := r.early[:0]
+	var buf []byte
+	for _, e := range r.early {
+		if !f.entry.Have(e.piece) {
+			if !all {
+				kept = append(kept, e)
+				continue
+			}
+			t0 := time.Now()
+			err := r.wait(e.piece, 0, false)
+			r.waited += time.Since(t0)
+			if err != nil {
+				return err
+			}
+		}
+		if buf == nil {
+			buf = make([]byte, min(e.n, 64<<10))
+		}
+		crc := uint32(0)
+		for off := e.off; off < e.off+e.n; {
+			k, err := f.entry.ReadAt(buf[:min(int64(len(buf)), e.off+e.n-off)], off)
+			crc = crc32.Update(crc, castagnoli, buf[:k])
+			off += int64(k)
+			if err != nil && off < e.off+e.n {
+				return fmt.Errorf("check piece %d of %s: %w", e.piece, f.info.Path, err)
+			}
+		}
+		if crc != e.crc {
+			err := fmt.Errorf("%s: the origin bytes passed on at %d (%d bytes) are not those of verified piece %d: the file changed on the origin", f.info.Path, e.off, e.n, e.piece)
+			f.s.log.Warn("origin sent bytes of another version", "path", f.info.Path, "piece", e.piece, "err", err)
+			return err
+		}
+	}
+	r.early = kept
+	return nil
+}
+
+// wait blocks until piece i is verified or, if arriving is set, the
+// origin has delivered it past offset off; until the request ends, the
+// file is dropped, or nothing arrives for StallTimeout.
+func (r *streamReader) wait(i int, off int64, arriving bool) error {
 	f := r.f
 	stall := time.NewTimer(f.s.cfg.StallTimeout)
 	defer stall.Stop()
@@ -199,7 +294,7 @@ func (r *streamReader) wait(i int, off int64) error {
 		f.mu.Lock()
 		progress := f.progress
 		pp := f.partial[i]
-		arrived := pp != nil && int64(pp.lo) <= off && off < int64(pp.n)
+		arrived := arriving && pp != nil && int64(pp.lo) <= off && off < int64(pp.n)
 		f.mu.Unlock()
 		if arrived || f.entry.Have(i) {
 			return nil

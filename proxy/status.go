@@ -48,6 +48,8 @@ type status struct {
 		Evictions int64 `json:"evictions"`
 	} `json:"cache"`
 	BTPort int `json:"bt_port"`
+	// Torrents is the number of torrents open (files joined to a swarm).
+	Torrents int `json:"torrents"`
 	// OriginKeys are the keys file info must be signed with, and
 	// OriginKeySource where they came from: configured, pinned on first
 	// use, or none yet.
@@ -103,6 +105,7 @@ func (s *Server) status(pieces bool) status {
 		files = append(files, f)
 	}
 	s.mu.Unlock()
+	out.Torrents = len(files)
 	for _, e := range s.cache.Entries() {
 		fs, ok := byPath[e.Info().Path]
 		if !ok {

@@ -40,6 +40,12 @@ type Content struct {
 	// it failed part way: callers count what players got, whichever path
 	// (sendfile or not) the bytes took.
 	Sent func(n int64)
+	// Settle, if set, is called for each body once its last byte is read
+	// and before that byte is written: an error ends the body one byte
+	// short, which the client sees as a failed transfer. The origin checks
+	// there that the file it read did not change meanwhile, so that bytes
+	// of two versions never make a whole body.
+	Settle func() error
 }
 
 // Serve answers r from c following RFC 9110 and net/http's serveContent:
@@ -297,6 +303,7 @@ type body struct {
 	off, n int64
 	name   string
 	sent   func(int64)
+	settle func() error
 }
 
 // open calls c.Open and cuts what it returns to n bytes with a single
@@ -307,7 +314,7 @@ func open(ctx context.Context, c *Content, off, n int64) (*body, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s [%d, %d): %w", c.Name, off, off+n, err)
 	}
-	b := &body{off: off, n: n, name: c.Name, sent: c.Sent}
+	b := &body{off: off, n: n, name: c.Name, sent: c.Sent, settle: c.Settle}
 	if cl, ok := rd.(io.Closer); ok {
 		b.closer = cl
 	}
@@ -336,16 +343,31 @@ const chunk = 256 << 10
 // when it wraps an *os.File.
 func (b *body) copyTo(w http.ResponseWriter) error {
 	dst := b.dest(w)
+	var hold int64 // the last byte, held for settle
+	if b.settle != nil && b.r.N > 0 {
+		hold = 1
+	}
 	var written int64
 	var err error
-	for b.r.N > 0 {
-		part := &io.LimitedReader{R: b.r.R, N: min(chunk, b.r.N)}
+	for b.r.N > hold {
+		part := &io.LimitedReader{R: b.r.R, N: min(chunk, b.r.N-hold)}
 		var n int64
 		n, err = io.Copy(dst, part)
 		written += n
 		b.r.N -= n
 		if err != nil || n == 0 {
 			break
+		}
+	}
+	if err == nil && hold > 0 && b.r.N == hold {
+		var last [1]byte
+		if _, err = io.ReadFull(b.r, last[:]); err == nil {
+			err = b.settle()
+		}
+		if err == nil {
+			var n int
+			n, err = dst.Write(last[:])
+			written += int64(n)
 		}
 	}
 	if b.sent != nil {
