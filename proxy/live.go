@@ -2,12 +2,8 @@ package proxy
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
 	"path"
 	"sort"
 	"sync"
@@ -386,29 +382,7 @@ type liveEvents struct {
 func (s *Server) pollLive(dir, after string) (*liveEvents, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, livePollTimeout)
 	defer cancel()
-	// A stream's events live in one tracker's memory: ask the first that is
-	// not passed over (a cursor from another is answered from its start).
-	u := s.tracker.bases[s.tracker.health.Order(time.Now())[0]] + "/v1/streams/" + fileinfo.EscapePath(dir)
-	if after != "" {
-		u += "?after=" + url.QueryEscape(after)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, fmt.Errorf("stream poll %s: %w", dir, err)
-	}
-	resp, err := s.tracker.client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("stream poll %s: %w", dir, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("stream poll %s: tracker answered %s", dir, resp.Status)
-	}
-	var ev liveEvents
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxLiveAnswer)).Decode(&ev); err != nil {
-		return nil, fmt.Errorf("stream poll %s: decode: %w", dir, err)
-	}
-	return &ev, nil
+	return s.tracker.streamEvents(ctx, dir, after)
 }
 
 // count adds n bytes of a segment (counters st), served from source, to

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -71,6 +72,34 @@ const maxInfoAnswer = 9 << 20
 // fileInfoFrom fetches and validates a file's info, with its current
 // peers, from the tracker at base, and checks the origin's signature over
 // it.
+// streamEvents long-polls GET /v1/streams/DIR for the live stream's events
+// after the cursor after. A stream's events live in one tracker's memory:
+// it asks the first tracker that is not passed over (a cursor from another
+// is answered from its start).
+func (tc *trackerClient) streamEvents(ctx context.Context, dir, after string) (*liveEvents, error) {
+	u := tc.bases[tc.health.Order(time.Now())[0]] + "/v1/streams/" + fileinfo.EscapePath(dir)
+	if after != "" {
+		u += "?after=" + url.QueryEscape(after)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("stream poll %s: %w", dir, err)
+	}
+	resp, err := tc.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("stream poll %s: %w", dir, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("stream poll %s: tracker answered %s", dir, resp.Status)
+	}
+	var ev liveEvents
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxLiveAnswer)).Decode(&ev); err != nil {
+		return nil, fmt.Errorf("stream poll %s: decode: %w", dir, err)
+	}
+	return &ev, nil
+}
+
 func (tc *trackerClient) fileInfoFrom(ctx context.Context, base, path string) (*fileinfo.Info, error) {
 	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	defer cancel()
