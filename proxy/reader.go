@@ -253,6 +253,7 @@ func (r *streamReader) settle(all bool) error {
 				kept = append(kept, e)
 				continue
 			}
+			r.want(e.piece)
 			t0 := time.Now()
 			err := r.wait(e.piece, 0, false)
 			r.waited += time.Since(t0)
@@ -280,6 +281,21 @@ func (r *streamReader) settle(all bool) error {
 	}
 	r.early = kept
 	return nil
+}
+
+// want has the planner fetch piece i, behind the reader, for settle: the
+// reader is past it, and the origin run that passed its bytes may have
+// ended before the piece was whole (a run that starts inside a piece
+// fetches its head last, and the planner cuts a run nobody needs), so
+// nothing else would. The reader stands as a new playhead on that piece
+// alone until its next read publishes its own position again.
+func (r *streamReader) want(i int) {
+	off, n := r.f.info.PieceBounds(i)
+	r.head = -1
+	r.f.mu.Lock()
+	r.f.readers[r] = plan.Reader{Pos: off, Start: off, Since: time.Now(), End: off + n, Due: r.due}
+	r.f.mu.Unlock()
+	r.f.poke()
 }
 
 // wait blocks until piece i is verified or, if arriving is set, the
