@@ -57,25 +57,8 @@ func userTorrent(t *testing.T, c *demo.Cluster, name, user string) []byte {
 // with the proxies stopped, when only the web seed can.
 func TestInteropAria2Leeches(t *testing.T) {
 	aria2 := testtool.Require(t, "aria2c")
-	c := start(t, demo.Config{Proxies: 2, ScanInterval: 200 * time.Millisecond, AnnounceInterval: 2 * time.Second})
 	const name = "interop/leech me.bin"
-	data := writeMedia(t, c, name, interopSize)
-	waitInfo(t, c, name, "")
-	for _, p := range c.Proxies {
-		if got := mustGet(t, streamURL(p, name), "", http.StatusOK); !bytes.Equal(got, data) {
-			t.Fatalf("%s: bytes differ", p.Name)
-		}
-		waitComplete(t, p, name)
-	}
-	torrent := filepath.Join(t.TempDir(), "leech.torrent")
-	if err := os.WriteFile(torrent, userTorrent(t, c, name, "aria2c-user"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	// The .torrent of a user without a passkey: its announces are refused.
-	bare := filepath.Join(t.TempDir(), "bare.torrent")
-	if err := os.WriteFile(bare, mustGet(t, c.Tracker.URL+"/v1/torrents/"+fileinfo.EscapePath(name), "", http.StatusOK), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	c, data, torrent, bare := interopSwarm(t, name, "aria2c-user")
 	want := sha256.Sum256(data)
 
 	// The cases run in order, each changing what is up.
@@ -327,4 +310,30 @@ func uploaded(t *testing.T, proxies []*demo.Service, path string) int64 {
 		}
 	}
 	return sum
+}
+
+// interopSwarm starts a cluster of two proxies that both hold name
+// (interopSize bytes) whole, and writes two .torrent files of it: one
+// with user's passkey and the tracker's bare one, whose announces the
+// tracker refuses.
+func interopSwarm(t *testing.T, name, user string) (c *demo.Cluster, data []byte, withKey, bare string) {
+	t.Helper()
+	c = start(t, demo.Config{Proxies: 2, ScanInterval: 200 * time.Millisecond, AnnounceInterval: 2 * time.Second})
+	data = writeMedia(t, c, name, interopSize)
+	waitInfo(t, c, name, "")
+	for _, p := range c.Proxies {
+		if got := mustGet(t, streamURL(p, name), "", http.StatusOK); !bytes.Equal(got, data) {
+			t.Fatalf("%s: bytes differ", p.Name)
+		}
+		waitComplete(t, p, name)
+	}
+	withKey = filepath.Join(t.TempDir(), "with-passkey.torrent")
+	if err := os.WriteFile(withKey, userTorrent(t, c, name, user), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bare = filepath.Join(t.TempDir(), "bare.torrent")
+	if err := os.WriteFile(bare, mustGet(t, c.Tracker.URL+"/v1/torrents/"+fileinfo.EscapePath(name), "", http.StatusOK), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return c, data, withKey, bare
 }

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/p2sp/p2sp/demo"
-	"github.com/p2sp/p2sp/internal/fileinfo"
 	"github.com/p2sp/p2sp/internal/testtool"
 	"github.com/p2sp/p2sp/metrics"
 	"github.com/p2sp/p2sp/tracker"
@@ -38,24 +37,8 @@ import (
 // web seed alone.
 func TestInteropTransmissionLeeches(t *testing.T) {
 	bin := testtool.Require(t, "transmission-cli")
-	c := start(t, demo.Config{Proxies: 2, ScanInterval: 200 * time.Millisecond, AnnounceInterval: 2 * time.Second})
 	const name = "interop/transmission leech.bin"
-	data := writeMedia(t, c, name, interopSize)
-	waitInfo(t, c, name, "")
-	for _, p := range c.Proxies {
-		if got := mustGet(t, streamURL(p, name), "", http.StatusOK); !bytes.Equal(got, data) {
-			t.Fatalf("%s: bytes differ", p.Name)
-		}
-		waitComplete(t, p, name)
-	}
-	withKey := filepath.Join(t.TempDir(), "with-passkey.torrent")
-	if err := os.WriteFile(withKey, userTorrent(t, c, name, "transmission-user"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	bare := filepath.Join(t.TempDir(), "bare.torrent")
-	if err := os.WriteFile(bare, mustGet(t, c.Tracker.URL+"/v1/torrents/"+fileinfo.EscapePath(name), "", http.StatusOK), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	c, data, withKey, bare := interopSwarm(t, name, "transmission-user")
 	up := map[*demo.Service]bool{c.Origin: true}
 
 	t.Run("with a passkey, from the proxies", func(t *testing.T) {
