@@ -114,6 +114,11 @@ func ParseAnnounce(rawQuery string, remote netip.Addr) (Announce, error) {
 	switch Event(ev) {
 	case EventNone, EventStarted, EventCompleted, EventStopped:
 		a.Event = Event(ev)
+	case "paused":
+		// BEP 21: a partial seed that wants nothing more (transmission
+		// sends it for a torrent with unwanted files). It stays in the
+		// swarm, so to the swarm it is a regular announce.
+		a.Event = EventNone
 	default:
 		return a, errors.New("unknown event")
 	}
