@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/p2sp/p2sp/internal/cache"
+	"github.com/p2sp/p2sp/internal/fetch"
 	"github.com/p2sp/p2sp/internal/fileinfo"
 )
 
@@ -91,5 +92,41 @@ func TestActivateBindsToTheLiveEntry(t *testing.T) {
 	s.cache.Remove(info.InfoHash)
 	if _, err := s.activate(info, e2); !errors.Is(err, cache.ErrRemoved) {
 		t.Fatalf("activate on a removed entry: %v, want cache.ErrRemoved", err)
+	}
+}
+
+// TestDropForgetsStagedBytes: a file version dropped (the origin changed
+// it) takes what was staged for its path with it, so an adoption that
+// got the same version from the tracker just before the drop cannot bring
+// it back into the cache; the next request then asks the tracker again.
+func TestDropForgetsStagedBytes(t *testing.T) {
+	s := newTestServer(t)
+	info := randomInfo(t, "drop/a.bin", 300_000)
+	sf := s.staging.file(info.Path, fetch.Meta{Size: info.Size, ETag: `"streamed"`})
+	if sf == nil {
+		t.Fatal("nothing staged")
+	}
+	sf.write(make([]byte, 1000), 0)
+	e, err := s.cache.Create(info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := s.activate(info, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Release()
+
+	s.drop(f, errors.New("changed on the origin"))
+	if s.staging.has(info.Path) {
+		t.Fatal("the dropped version's path is still staged")
+	}
+	// The adoption's tracker lookup answered before the drop.
+	if err := s.adoptInfo(info, sf); err == nil {
+		t.Fatal("adopted staged bytes of a dropped version")
+	}
+	if e, ok := s.cache.Peek(info.Path); ok {
+		e.Release()
+		t.Fatal("the dropped version is back in the cache")
 	}
 }

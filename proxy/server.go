@@ -347,10 +347,12 @@ func (s *Server) pruneStatsLocked() {
 
 // drop closes a file version for good: readers get err, the torrent is
 // left and the cache entry removed, so the next request asks the tracker
-// again.
+// again. What was staged for the path goes first, so that no adoption
+// brings the version back (see adoptInfo).
 func (s *Server) drop(f *file, err error) {
 	s.log.Warn("dropping file", "path", f.info.Path, "infohash", f.info.InfoHash, "err", err)
 	f.fail(err)
+	s.staging.forget(f.info.Path)
 	s.bind.Lock()
 	s.retire(f.info.InfoHash, f, err)
 	s.bind.Unlock()

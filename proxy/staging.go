@@ -156,6 +156,16 @@ func (st *staging) has(p string) bool {
 	return st.files[p] != nil
 }
 
+// forget drops whatever is staged for p.
+func (st *staging) forget(p string) {
+	st.mu.Lock()
+	sf := st.files[p]
+	st.mu.Unlock()
+	if sf != nil {
+		st.drop(p, sf)
+	}
+}
+
 // drop forgets sf and deletes its bytes.
 func (st *staging) drop(p string, sf *stagedFile) {
 	st.mu.Lock()
@@ -282,7 +292,18 @@ func (s *Server) adopt(p string, sf *stagedFile) {
 	}
 }
 
+// adoptInfo holds sf.mu from before the cache entry is made: a drop of the
+// path's version (see Server.drop) forgets the staged bytes first, so an
+// adoption either ends before the drop removes what it made, or finds
+// nothing staged and makes nothing. The tracker may still name the version
+// just dropped; without this, an adoption racing the drop brought it back
+// into the cache, and the next request failed on it again.
 func (s *Server) adoptInfo(info *fileinfo.Info, sf *stagedFile) error {
+	sf.mu.Lock()
+	defer sf.mu.Unlock()
+	if sf.f == nil {
+		return fmt.Errorf("adopt %s: the staged bytes were dropped", info.Path)
+	}
 	entry, err := s.cache.Create(info)
 	if err != nil {
 		return fmt.Errorf("adopt %s: %w", info.Path, err)
@@ -292,12 +313,10 @@ func (s *Server) adoptInfo(info *fileinfo.Info, sf *stagedFile) error {
 	if err != nil {
 		return fmt.Errorf("adopt %s: %w", info.Path, err)
 	}
-	sf.mu.Lock()
-	defer sf.mu.Unlock()
 	adopted := 0
 	for i := range info.NumPieces() {
 		off, n := info.PieceBounds(i)
-		if entry.Have(i) || !sf.covers(off, off+n) || sf.f == nil {
+		if entry.Have(i) || !sf.covers(off, off+n) {
 			continue
 		}
 		buf := make([]byte, n)

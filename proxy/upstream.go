@@ -69,9 +69,6 @@ const lookupTimeout = 3 * time.Second
 // registrations of up to 8 MiB, and the peers it adds are a few KiB.
 const maxInfoAnswer = 9 << 20
 
-// fileInfoFrom fetches and validates a file's info, with its current
-// peers, from the tracker at base, and checks the origin's signature over
-// it.
 // streamEvents long-polls GET /v1/streams/DIR for the live stream's events
 // after the cursor after. A stream's events live in one tracker's memory:
 // it asks the first tracker that is not passed over (a cursor from another
@@ -100,6 +97,9 @@ func (tc *trackerClient) streamEvents(ctx context.Context, dir, after string) (*
 	return &ev, nil
 }
 
+// fileInfoFrom fetches and validates a file's info, with its current
+// peers, from the tracker at base, and checks the origin's signature over
+// it.
 func (tc *trackerClient) fileInfoFrom(ctx context.Context, base, path string) (*fileinfo.Info, error) {
 	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 	defer cancel()
